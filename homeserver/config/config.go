@@ -1,0 +1,171 @@
+// Package config defines Parley's configuration: one YAML file whose every key
+// can be overridden from the environment, with defaults and validation that
+// names the offending key.
+package config
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/parley-chat/parley/matrix/id"
+)
+
+// Config is the whole configuration. The yaml tags are the key names users
+// write; the environment name of a key is PARLEY_ followed by its path in
+// upper case joined by "_" (server_name -> PARLEY_SERVER_NAME,
+// registration.shared_secret -> PARLEY_REGISTRATION_SHARED_SECRET).
+type Config struct {
+	// ServerName is the name users and other servers know this server by.
+	ServerName string `yaml:"server_name"`
+	// DataDir holds the signing key, TLS certificate and SQLite database.
+	DataDir string `yaml:"data_dir"`
+	// Database is "sqlite:PATH" or a "postgres://" DSN.
+	Database     string       `yaml:"database"`
+	DatabasePool DatabasePool `yaml:"database_pool"`
+	// ListenClient is the address of the plain-HTTP client API (put a TLS
+	// reverse proxy in front of it for anything but local use).
+	ListenClient string `yaml:"listen_client"`
+	// ListenFederation is the address of the HTTPS federation API.
+	ListenFederation string       `yaml:"listen_federation"`
+	SigningKeyPath   string       `yaml:"signing_key_path"`
+	TLS              TLS          `yaml:"tls"`
+	Registration     Registration `yaml:"registration"`
+	// MaxRequestBodyBytes bounds every request body; larger ones get 413 M_TOO_LARGE.
+	MaxRequestBodyBytes int64         `yaml:"max_request_body_bytes"`
+	ShutdownTimeout     time.Duration `yaml:"shutdown_timeout"`
+	Logging             Logging       `yaml:"logging"`
+}
+
+// DatabasePool sizes the connection pool.
+type DatabasePool struct {
+	MaxOpenConns    int           `yaml:"max_open_conns"`
+	MaxIdleConns    int           `yaml:"max_idle_conns"`
+	ConnMaxLifetime time.Duration `yaml:"conn_max_lifetime"`
+}
+
+// TLS names the federation listener's certificate files. When they do not
+// exist a self-signed certificate for server_name is generated there.
+type TLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Registration controls who may create accounts.
+type Registration struct {
+	// Enabled allows anyone to register through the client API.
+	Enabled bool `yaml:"enabled"`
+	// SharedSecret enables the shared-secret admin registration API when set.
+	SharedSecret string `yaml:"shared_secret"`
+}
+
+// Logging controls the log output.
+type Logging struct {
+	// Level is one of trace, debug, info, warn, error.
+	Level string `yaml:"level"`
+	// Format is "auto" (text on a terminal, JSON otherwise), "text" or "json".
+	Format string `yaml:"format"`
+}
+
+// Default returns the configuration used for every key a file leaves out.
+// Paths under the data directory are left empty here and derived from
+// data_dir by Finish, so that moving data_dir moves them too.
+func Default() *Config {
+	return &Config{
+		ServerName:       "localhost",
+		DataDir:          "./parley-data",
+		ListenClient:     "127.0.0.1:8008",
+		ListenFederation: ":8448",
+		DatabasePool: DatabasePool{
+			MaxOpenConns:    20,
+			MaxIdleConns:    10,
+			ConnMaxLifetime: time.Hour,
+		},
+		MaxRequestBodyBytes: 1 << 20,
+		ShutdownTimeout:     10 * time.Second,
+		Logging:             Logging{Level: "info", Format: "auto"},
+	}
+}
+
+// Finish fills the keys derived from data_dir and validates every value.
+// The error names the key and what is wrong with it.
+func (c *Config) Finish() error {
+	if c.DataDir == "" {
+		return keyError("data_dir", "must not be empty")
+	}
+	inData := func(p *string, name string) {
+		if *p == "" {
+			*p = filepath.Join(c.DataDir, name)
+		}
+	}
+	if c.Database == "" {
+		c.Database = "sqlite:" + filepath.Join(c.DataDir, "parley.db")
+	}
+	inData(&c.SigningKeyPath, "signing.key")
+	inData(&c.TLS.Cert, "tls.crt")
+	inData(&c.TLS.Key, "tls.key")
+	return c.validate()
+}
+
+func (c *Config) validate() error {
+	sn, err := id.ParseServerName(c.ServerName)
+	if err != nil {
+		return keyError("server_name", "%v", err)
+	}
+	c.ServerName = string(sn)
+	if !strings.HasPrefix(c.Database, "sqlite:") && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
+		return keyError("database", "must start with sqlite: or postgres://, got %q", c.Database)
+	}
+	if c.Database == "sqlite:" {
+		return keyError("database", "sqlite: needs a file path")
+	}
+	for key, addr := range map[string]string{"listen_client": c.ListenClient, "listen_federation": c.ListenFederation} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return keyError(key, "must be host:port, got %q", addr)
+		}
+	}
+	if c.DatabasePool.MaxOpenConns < 1 {
+		return keyError("database_pool.max_open_conns", "must be at least 1")
+	}
+	if c.DatabasePool.MaxIdleConns < 0 {
+		return keyError("database_pool.max_idle_conns", "must not be negative")
+	}
+	// More idle than open connections cannot be kept; database/sql would
+	// lower it the same way, so lowering the default with max_open_conns
+	// is not worth an error.
+	c.DatabasePool.MaxIdleConns = min(c.DatabasePool.MaxIdleConns, c.DatabasePool.MaxOpenConns)
+	if c.DatabasePool.ConnMaxLifetime < 0 {
+		return keyError("database_pool.conn_max_lifetime", "must not be negative")
+	}
+	if c.MaxRequestBodyBytes < 65536 {
+		return keyError("max_request_body_bytes", "must be at least 65536 (one event)")
+	}
+	if c.ShutdownTimeout <= 0 {
+		return keyError("shutdown_timeout", "must be positive")
+	}
+	switch c.Logging.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		return keyError("logging.level", "must be one of trace, debug, info, warn, error; got %q", c.Logging.Level)
+	}
+	switch c.Logging.Format {
+	case "auto", "text", "json":
+	default:
+		return keyError("logging.format", "must be auto, text or json; got %q", c.Logging.Format)
+	}
+	return nil
+}
+
+// Error is a configuration problem with the key it concerns.
+type Error struct {
+	Key string
+	Msg string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("config: %s: %s", e.Key, e.Msg) }
+
+func keyError(key, format string, args ...any) error {
+	return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,152 @@
+// Package homeserver assembles Parley: it opens storage, loads keys, builds
+// the client and federation APIs and runs their listeners until shut down.
+package homeserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/parley-chat/parley/clientapi"
+	"github.com/parley-chat/parley/federation"
+	"github.com/parley-chat/parley/homeserver/config"
+	"github.com/parley-chat/parley/homeserver/httputil"
+	"github.com/parley-chat/parley/homeserver/keys"
+	"github.com/parley-chat/parley/homeserver/users"
+	"github.com/parley-chat/parley/storage"
+)
+
+// Version is Parley's version, reported by `parley version` and the
+// federation /version endpoint.
+const Version = "0.1.0-dev"
+
+// Server is one running homeserver.
+type Server struct {
+	cfg        *config.Config
+	log        logrus.FieldLogger
+	DB         *storage.DB
+	SigningKey *keys.SigningKey
+	Users      *users.Service
+
+	tlsCert tls.Certificate
+	client  *http.Server
+	fed     *http.Server
+}
+
+// New opens the database (applying migrations), loads or creates the
+// signing key and TLS certificate, and builds the HTTP handlers. Nothing
+// listens until Run.
+func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Server, error) {
+	db, err := OpenDatabase(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, DB: db, Users: users.New(db, cfg.ServerName)}
+	if s.SigningKey, err = keys.LoadOrCreateSigningKey(cfg.SigningKeyPath); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.tlsCert, err = keys.LoadOrCreateTLS(cfg.TLS.Cert, cfg.TLS.Key, cfg.ServerName); err != nil {
+		db.Close()
+		return nil, err
+	}
+
+	clientRouter := httputil.NewRouter()
+	clientRouter.HandleFunc("/health", s.health).Methods(http.MethodGet)
+	clientapi.New(clientapi.Config{ServerName: cfg.ServerName}).Register(clientRouter)
+	s.client = &http.Server{
+		Handler:           httputil.Middleware(log.WithField("listener", "client"), cfg.MaxRequestBodyBytes, clientapi.CORS(clientRouter)),
+		ReadHeaderTimeout: 30 * time.Second,
+	}
+
+	fedRouter := httputil.NewRouter()
+	federation.New(federation.Config{ServerName: cfg.ServerName, ServerVersion: Version}).Register(fedRouter)
+	s.fed = &http.Server{
+		Handler:           httputil.Middleware(log.WithField("listener", "federation"), cfg.MaxRequestBodyBytes, fedRouter),
+		ReadHeaderTimeout: 30 * time.Second,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{s.tlsCert}, MinVersion: tls.VersionTLS12},
+	}
+	return s, nil
+}
+
+// OpenDatabase opens the configured database with its pool settings.
+func OpenDatabase(ctx context.Context, cfg *config.Config) (*storage.DB, error) {
+	return storage.Open(ctx, cfg.Database, storage.Pool{
+		MaxOpenConns:    cfg.DatabasePool.MaxOpenConns,
+		MaxIdleConns:    cfg.DatabasePool.MaxIdleConns,
+		ConnMaxLifetime: cfg.DatabasePool.ConnMaxLifetime,
+	})
+}
+
+// ClientHandler is the client API's handler, for tests that serve it themselves.
+func (s *Server) ClientHandler() http.Handler { return s.client.Handler }
+
+// health answers 200 when the database answers and 503 when it does not,
+// so that a load balancer stops sending traffic to a server that cannot work.
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.DB.PingContext(ctx); err != nil {
+		httputil.Logger(r.Context()).WithError(err).Warn("health: database does not answer")
+		httputil.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "database unavailable"})
+		return
+	}
+	httputil.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// Listening is called by Run with the real addresses once both listeners
+// are open (useful with port 0).
+type Listening func(client, federation net.Addr)
+
+// Run serves both APIs until ctx is cancelled, then shuts down gracefully:
+// it stops accepting, lets in-flight requests finish within the configured
+// shutdown timeout, and closes the database.
+func (s *Server) Run(ctx context.Context, ready Listening) error {
+	defer s.DB.Close()
+	cl, err := net.Listen("tcp", s.cfg.ListenClient)
+	if err != nil {
+		return fmt.Errorf("client API: %w", err)
+	}
+	fl, err := net.Listen("tcp", s.cfg.ListenFederation)
+	if err != nil {
+		cl.Close()
+		return fmt.Errorf("federation API: %w", err)
+	}
+	s.log.WithField("addr", cl.Addr().String()).Info("client API listening (HTTP)")
+	s.log.WithField("addr", fl.Addr().String()).Info("federation API listening (HTTPS)")
+	if ready != nil {
+		ready(cl.Addr(), fl.Addr())
+	}
+
+	errs := make(chan error, 2)
+	go func() { errs <- s.client.Serve(cl) }()
+	go func() { errs <- s.fed.ServeTLS(fl, "", "") }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	var shutErr error
+	for _, srv := range []*http.Server{s.client, s.fed} {
+		if err := srv.Shutdown(sctx); err != nil {
+			shutErr = errors.Join(shutErr, err)
+		}
+	}
+	if shutErr != nil {
+		s.log.WithError(shutErr).Warn("in-flight requests did not finish in time")
+	}
+	if runErr != nil && !errors.Is(runErr, http.ErrServerClosed) {
+		return runErr
+	}
+	return nil
+}
