@@ -17,15 +17,23 @@ import (
 	"strings"
 )
 
-// Sentinel errors, one per identifier kind; test with errors.Is.
+// Sentinel errors, one per identifier kind; test with errors.Is. Error
+// messages add the offending input (truncated) and the reason.
 var (
+	// ErrInvalidServerName is returned by ParseServerName.
 	ErrInvalidServerName = errors.New("invalid server name")
-	ErrInvalidUserID     = errors.New("invalid user ID")
-	ErrInvalidLocalpart  = errors.New("invalid user ID localpart")
-	ErrInvalidRoomID     = errors.New("invalid room ID")
-	ErrInvalidEventID    = errors.New("invalid event ID")
-	ErrInvalidRoomAlias  = errors.New("invalid room alias")
-	ErrInvalidKeyID      = errors.New("invalid key ID")
+	// ErrInvalidUserID is returned by ParseUserID.
+	ErrInvalidUserID = errors.New("invalid user ID")
+	// ErrInvalidLocalpart is returned by ValidateLocalpartForRegistration.
+	ErrInvalidLocalpart = errors.New("invalid user ID localpart")
+	// ErrInvalidRoomID is returned by ParseRoomID and RoomIDForCreateEvent.
+	ErrInvalidRoomID = errors.New("invalid room ID")
+	// ErrInvalidEventID is returned by ParseEventID and ParseEventIDFormat.
+	ErrInvalidEventID = errors.New("invalid event ID")
+	// ErrInvalidRoomAlias is returned by ParseRoomAlias.
+	ErrInvalidRoomAlias = errors.New("invalid room alias")
+	// ErrInvalidKeyID is returned by ParseKeyID.
+	ErrInvalidKeyID = errors.New("invalid key ID")
 )
 
 // maxIDLength is the limit, in bytes, on user IDs, room IDs, room aliases
