@@ -1,6 +1,11 @@
 // Package clientapi is the client-server HTTP API: routing, authentication,
 // request parsing and Matrix errors. Handlers are thin: they call the
 // homeserver's services and never touch SQL.
+//
+// Every endpoint under /_matrix/client/v3 is also served under the older
+// /_matrix/client/r0 prefix, which some clients still use: register routes
+// with the route function Register passes around, never on the router
+// directly.
 package clientapi
 
 import (
@@ -9,6 +14,8 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/parley-chat/parley/homeserver/httputil"
+	"github.com/parley-chat/parley/homeserver/ratelimit"
+	"github.com/parley-chat/parley/homeserver/users"
 )
 
 // SupportedVersions are the client-server spec versions this server
@@ -16,25 +23,74 @@ import (
 // uses this list to decide what it may call.
 var SupportedVersions = []string{}
 
+// clientPrefixes are the path prefixes every client endpoint answers under.
+var clientPrefixes = []string{"/_matrix/client/v3", "/_matrix/client/r0"}
+
 // Config is what the client API needs from the assembled server.
 type Config struct {
 	ServerName string
+	// PublicBaseURL is the client API's URL as clients reach it, for
+	// discovery.
+	PublicBaseURL string
+	// RegistrationEnabled opens /register to everyone.
+	RegistrationEnabled bool
+	// RegistrationSharedSecret enables the shared-secret admin
+	// registration API when not empty.
+	RegistrationSharedSecret string
+	// XForwardedFor takes client addresses from X-Forwarded-For (behind a
+	// reverse proxy).
+	XForwardedFor bool
+
+	Users      *users.Service
+	RateLimits RateLimits
+	// Rooms serves the room, message and sync endpoints (rooms.go).
+	Rooms RoomServices
+}
+
+// RateLimits are the limiters of the actions the client API throttles. A
+// nil limiter does not limit. Apply them with API.rateLimit.
+type RateLimits struct {
+	// Login is keyed by client address and by account.
+	Login *ratelimit.Limiter
+	// Registration is keyed by client address.
+	Registration *ratelimit.Limiter
+	// RoomCreation is keyed by user ID.
+	RoomCreation *ratelimit.Limiter
+	// MessageSending is keyed by user ID.
+	MessageSending *ratelimit.Limiter
 }
 
 // API serves the client-server API.
 type API struct {
-	cfg Config
+	cfg   Config
+	users *users.Service
+	rooms RoomServices
 }
 
 // New builds the client API.
 func New(cfg Config) *API {
-	return &API{cfg: cfg}
+	return &API{cfg: cfg, users: cfg.Users, rooms: cfg.Rooms}
 }
 
 // Register adds the client API's routes to r, which must come from
 // httputil.NewRouter so that unknown endpoints answer M_UNRECOGNIZED.
 func (a *API) Register(r *mux.Router) {
 	r.HandleFunc("/_matrix/client/versions", a.versions).Methods(http.MethodGet)
+	r.HandleFunc("/.well-known/matrix/client", a.wellKnown).Methods(http.MethodGet)
+	route := func(path string, h http.HandlerFunc, methods ...string) {
+		for _, prefix := range clientPrefixes {
+			r.HandleFunc(prefix+path, h).Methods(methods...)
+		}
+	}
+	if a.users != nil {
+		a.registerAccountRoutes(route)
+		a.registerAdminRoutes(func(path string, h http.HandlerFunc, methods ...string) {
+			r.HandleFunc(path, h).Methods(methods...)
+		})
+	}
+	if a.rooms.Rooms != nil {
+		a.registerRoomRoutes(route)
+	}
 }
 
 func (a *API) versions(w http.ResponseWriter, _ *http.Request) {

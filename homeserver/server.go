@@ -18,6 +18,9 @@ import (
 	"github.com/parley-chat/parley/homeserver/config"
 	"github.com/parley-chat/parley/homeserver/httputil"
 	"github.com/parley-chat/parley/homeserver/keys"
+	"github.com/parley-chat/parley/homeserver/ratelimit"
+	"github.com/parley-chat/parley/homeserver/rooms"
+	"github.com/parley-chat/parley/homeserver/sync"
 	"github.com/parley-chat/parley/homeserver/users"
 	"github.com/parley-chat/parley/storage"
 )
@@ -33,6 +36,9 @@ type Server struct {
 	DB         *storage.DB
 	SigningKey *keys.SigningKey
 	Users      *users.Service
+	Rooms      *rooms.Engine
+	Sync       *sync.Service
+	Notifier   *sync.Notifier
 
 	tlsCert tls.Certificate
 	client  *http.Server
@@ -57,9 +63,30 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 		return nil, err
 	}
 
+	roomServices, err := s.buildRooms(ctx)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+
 	clientRouter := httputil.NewRouter()
 	clientRouter.HandleFunc("/health", s.health).Methods(http.MethodGet)
-	clientapi.New(clientapi.Config{ServerName: cfg.ServerName}).Register(clientRouter)
+	rl := cfg.RateLimits
+	clientapi.New(clientapi.Config{
+		ServerName:               cfg.ServerName,
+		PublicBaseURL:            cfg.PublicBaseURL,
+		RegistrationEnabled:      cfg.Registration.Enabled,
+		RegistrationSharedSecret: cfg.Registration.SharedSecret,
+		XForwardedFor:            cfg.XForwardedFor,
+		Users:                    s.Users,
+		Rooms:                    roomServices,
+		RateLimits: clientapi.RateLimits{
+			Login:          ratelimit.New(rl.Login.PerSecond, rl.Login.Burst),
+			Registration:   ratelimit.New(rl.Registration.PerSecond, rl.Registration.Burst),
+			RoomCreation:   ratelimit.New(rl.RoomCreation.PerSecond, rl.RoomCreation.Burst),
+			MessageSending: ratelimit.New(rl.MessageSending.PerSecond, rl.MessageSending.Burst),
+		},
+	}).Register(clientRouter)
 	s.client = &http.Server{
 		Handler:           httputil.Middleware(log.WithField("listener", "client"), cfg.MaxRequestBodyBytes, clientapi.CORS(clientRouter)),
 		ReadHeaderTimeout: 30 * time.Second,

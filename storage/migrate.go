@@ -21,7 +21,8 @@ type migration struct {
 	sql     string
 }
 
-// migrations reads the embedded files named NNNN_description.sql.
+// migrations reads the embedded files named NNNN_description.sql, in
+// ascending order. Numbers need not be contiguous, but must be unique.
 func migrations() ([]migration, error) {
 	entries, err := migrationFiles.ReadDir("migrations")
 	if err != nil {
@@ -31,7 +32,7 @@ func migrations() ([]migration, error) {
 	for _, e := range entries {
 		num, name, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
 		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
+		if !ok || err != nil || v <= 0 {
 			return nil, fmt.Errorf("storage: bad migration file name %q", e.Name())
 		}
 		body, err := migrationFiles.ReadFile("migrations/" + e.Name())
@@ -41,21 +42,22 @@ func migrations() ([]migration, error) {
 		ms = append(ms, migration{version: v, name: name, sql: string(body)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("storage: migrations must be numbered 1, 2, 3...; found %d at position %d", m.version, i+1)
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("storage: two migrations numbered %d", ms[i].version)
 		}
 	}
 	return ms, nil
 }
 
-// LatestSchemaVersion is the schema version this binary writes.
+// LatestSchemaVersion is the schema version this binary writes: the
+// number of its last migration.
 func LatestSchemaVersion() int {
 	ms, err := migrations()
-	if err != nil {
+	if err != nil || len(ms) == 0 {
 		return 0
 	}
-	return len(ms)
+	return ms[len(ms)-1].version
 }
 
 // SchemaVersion is the highest migration applied to the database.
@@ -98,21 +100,30 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("storage: creating schema_migrations: %w", err)
 	}
-	current, err := db.SchemaVersion(ctx)
+	applied, err := appliedMigrations(ctx, db)
 	if err != nil {
 		return err
 	}
-	if current > len(ms) {
-		return fmt.Errorf("storage: the database has schema version %d but this parley knows only up to %d: it was written by a newer parley; run that version or restore a backup", current, len(ms))
+	known := map[int]bool{}
+	for _, m := range ms {
+		known[m.version] = true
 	}
-	for _, m := range ms[current:] {
+	for v := range applied {
+		if !known[v] {
+			return fmt.Errorf("storage: the database has schema migration %d, which this parley does not know (it knows up to %d): it was written by a newer parley; run that version or restore a backup", v, LatestSchemaVersion())
+		}
+	}
+	for _, m := range ms {
+		if applied[m.version] {
+			continue
+		}
 		err := db.WithTx(ctx, func(tx *sql.Tx) error {
 			if err := db.lock(ctx, tx); err != nil {
 				return err
 			}
 			// Another process may have applied it while we waited for the lock.
-			v, err := schemaVersion(ctx, tx)
-			if err != nil || v >= m.version {
+			var n int
+			if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations WHERE version = $1", m.version).Scan(&n); err != nil || n > 0 {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, db.dialect.ddl(m.sql)); err != nil {
@@ -136,4 +147,21 @@ func (db *DB) lock(ctx context.Context, tx *sql.Tx) error {
 	}
 	_, err := tx.ExecContext(ctx, db.dialect.lockMigrations)
 	return err
+}
+
+func appliedMigrations(ctx context.Context, db *DB) (map[int]bool, error) {
+	rows, err := db.QueryContext(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return nil, fmt.Errorf("storage: reading applied migrations: %w", err)
+	}
+	defer rows.Close()
+	out := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out[v] = true
+	}
+	return out, rows.Err()
 }

@@ -27,7 +27,8 @@ type Pool struct {
 // DB is an open database of either engine.
 type DB struct {
 	*sql.DB
-	dialect dialect
+	dialect   dialect
+	snapshots snapshotCache
 }
 
 // Open connects to dsn ("sqlite:PATH" or "postgres://..."), checks that the
@@ -82,13 +83,20 @@ func open(dsn string, pool Pool) (*DB, error) {
 	if pool.MaxOpenConns > 0 {
 		sqldb.SetMaxOpenConns(pool.MaxOpenConns)
 	}
-	sqldb.SetMaxIdleConns(pool.MaxIdleConns)
+	// 0 keeps database/sql's default; never closing every connection
+	// after use matters more than honouring a literal zero.
+	if pool.MaxIdleConns > 0 {
+		sqldb.SetMaxIdleConns(pool.MaxIdleConns)
+	}
 	sqldb.SetConnMaxLifetime(pool.ConnMaxLifetime)
 	return &DB{DB: sqldb, dialect: d}, nil
 }
 
 // Engine names the database engine: "sqlite" or "postgres".
 func (db *DB) Engine() string { return db.dialect.name }
+
+// Tx is a database transaction.
+type Tx = sql.Tx
 
 // WithTx runs fn in a transaction, committing if it returns nil and rolling
 // back otherwise.

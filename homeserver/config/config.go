@@ -6,10 +6,12 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/parley-chat/parley/matrix/event"
 	"github.com/parley-chat/parley/matrix/id"
 )
 
@@ -28,11 +30,24 @@ type Config struct {
 	// ListenClient is the address of the plain-HTTP client API (put a TLS
 	// reverse proxy in front of it for anything but local use).
 	ListenClient string `yaml:"listen_client"`
+	// PublicBaseURL is the URL clients reach the client API at, announced
+	// by /.well-known/matrix/client and login responses. Empty means
+	// http://<listen_client>.
+	PublicBaseURL string `yaml:"public_base_url"`
+	// XForwardedFor takes the client's address from the X-Forwarded-For
+	// header set by a reverse proxy instead of from the connection, for rate
+	// limits and the devices' last-seen addresses.
+	XForwardedFor bool `yaml:"x_forwarded_for"`
 	// ListenFederation is the address of the HTTPS federation API.
 	ListenFederation string       `yaml:"listen_federation"`
 	SigningKeyPath   string       `yaml:"signing_key_path"`
 	TLS              TLS          `yaml:"tls"`
 	Registration     Registration `yaml:"registration"`
+	// DefaultRoomVersion is the version of rooms created without one.
+	DefaultRoomVersion string     `yaml:"default_room_version"`
+	RateLimits         RateLimits `yaml:"rate_limits"`
+	// Media configures the media repository.
+	Media Media `yaml:"media"`
 	// MaxRequestBodyBytes bounds every request body; larger ones get 413 M_TOO_LARGE.
 	MaxRequestBodyBytes int64         `yaml:"max_request_body_bytes"`
 	ShutdownTimeout     time.Duration `yaml:"shutdown_timeout"`
@@ -61,6 +76,26 @@ type Registration struct {
 	SharedSecret string `yaml:"shared_secret"`
 }
 
+// RateLimits are the token buckets that protect expensive or abusable
+// actions. Server admins are exempt.
+type RateLimits struct {
+	// Login limits password attempts per client address and per account.
+	Login RateLimit `yaml:"login"`
+	// Registration limits new accounts per client address.
+	Registration RateLimit `yaml:"registration"`
+	// RoomCreation limits new rooms per user.
+	RoomCreation RateLimit `yaml:"room_creation"`
+	// MessageSending limits sent events per user.
+	MessageSending RateLimit `yaml:"message_sending"`
+}
+
+// RateLimit is one token bucket: it holds up to Burst requests and refills
+// at PerSecond requests per second. A Burst of 0 turns the limit off.
+type RateLimit struct {
+	PerSecond float64 `yaml:"per_second"`
+	Burst     int     `yaml:"burst"`
+}
+
 // Logging controls the log output.
 type Logging struct {
 	// Level is one of trace, debug, info, warn, error.
@@ -83,6 +118,14 @@ func Default() *Config {
 			MaxIdleConns:    10,
 			ConnMaxLifetime: time.Hour,
 		},
+		RateLimits: RateLimits{
+			Login:          RateLimit{PerSecond: 0.2, Burst: 10},
+			Registration:   RateLimit{PerSecond: 0.1, Burst: 10},
+			RoomCreation:   RateLimit{PerSecond: 0.1, Burst: 10},
+			MessageSending: RateLimit{PerSecond: 1, Burst: 20},
+		},
+		Media:               defaultMedia(),
+		DefaultRoomVersion:  string(event.DefaultRoomVersion),
 		MaxRequestBodyBytes: 1 << 20,
 		ShutdownTimeout:     10 * time.Second,
 		Logging:             Logging{Level: "info", Format: "auto"},
@@ -106,6 +149,17 @@ func (c *Config) Finish() error {
 	inData(&c.SigningKeyPath, "signing.key")
 	inData(&c.TLS.Cert, "tls.crt")
 	inData(&c.TLS.Key, "tls.key")
+	inData(&c.Media.Path, "media")
+	if c.PublicBaseURL == "" {
+		if host, port, err := net.SplitHostPort(c.ListenClient); err == nil {
+			// A wildcard address is where the server listens, not where a
+			// client can reach it.
+			if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+				host = "localhost"
+			}
+			c.PublicBaseURL = "http://" + net.JoinHostPort(host, port)
+		}
+	}
 	return c.validate()
 }
 
@@ -126,6 +180,25 @@ func (c *Config) validate() error {
 			return keyError(key, "must be host:port, got %q", addr)
 		}
 	}
+	u, err := url.Parse(c.PublicBaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return keyError("public_base_url", "must be an http:// or https:// URL such as https://matrix.example.org, got %q", c.PublicBaseURL)
+	}
+	c.PublicBaseURL = strings.TrimRight(c.PublicBaseURL, "/")
+	for _, rl := range []struct {
+		key string
+		RateLimit
+	}{
+		{"login", c.RateLimits.Login}, {"registration", c.RateLimits.Registration},
+		{"room_creation", c.RateLimits.RoomCreation}, {"message_sending", c.RateLimits.MessageSending},
+	} {
+		if rl.Burst < 0 {
+			return keyError("rate_limits."+rl.key+".burst", "must not be negative")
+		}
+		if rl.PerSecond <= 0 && rl.Burst > 0 {
+			return keyError("rate_limits."+rl.key+".per_second", "must be positive (set burst to 0 to turn the limit off)")
+		}
+	}
 	if c.DatabasePool.MaxOpenConns < 1 {
 		return keyError("database_pool.max_open_conns", "must be at least 1")
 	}
@@ -138,6 +211,12 @@ func (c *Config) validate() error {
 	c.DatabasePool.MaxIdleConns = min(c.DatabasePool.MaxIdleConns, c.DatabasePool.MaxOpenConns)
 	if c.DatabasePool.ConnMaxLifetime < 0 {
 		return keyError("database_pool.conn_max_lifetime", "must not be negative")
+	}
+	if _, err := event.RoomVersion(c.DefaultRoomVersion).Info(); err != nil {
+		return keyError("default_room_version", "%v", err)
+	}
+	if err := c.Media.validate(); err != nil {
+		return err
 	}
 	if c.MaxRequestBodyBytes < 65536 {
 		return keyError("max_request_body_bytes", "must be at least 65536 (one event)")

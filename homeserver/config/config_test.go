@@ -119,6 +119,12 @@ func TestLoadBadFiles(t *testing.T) {
 		{"tiny body limit", "max_request_body_bytes: 10\n", "max_request_body_bytes"},
 		{"bad log level", "logging:\n  level: chatty\n", "logging.level"},
 		{"bad log format", "logging:\n  format: xml\n", "logging.format"},
+		{"relative base URL", "public_base_url: matrix.example.org\n", "public_base_url"},
+		{"ftp base URL", "public_base_url: ftp://example.org\n", "public_base_url"},
+		{"rate not a number", "rate_limits:\n  login:\n    per_second: fast\n", "rate_limits.login.per_second"},
+		{"negative burst", "rate_limits:\n  registration:\n    burst: -1\n", "rate_limits.registration.burst"},
+		{"zero rate with burst", "rate_limits:\n  message_sending:\n    per_second: 0\n", "rate_limits.message_sending.per_second"},
+		{"unknown limit", "rate_limits:\n  logins: {}\n", "rate_limits.logins"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,6 +143,45 @@ func TestLoadBadFiles(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), nil); err == nil {
 		t.Fatal("missing file accepted")
+	}
+}
+
+func TestPublicBaseURL(t *testing.T) {
+	cases := []struct{ body, want string }{
+		{"", "http://127.0.0.1:8008"},
+		{"listen_client: 0.0.0.0:9000\n", "http://localhost:9000"},
+		{"listen_client: '[::]:9000'\n", "http://localhost:9000"},
+		{"listen_client: ':9000'\n", "http://localhost:9000"},
+		{"listen_client: '[::1]:9000'\n", "http://[::1]:9000"},
+		{"public_base_url: https://matrix.example.org/\n", "https://matrix.example.org"},
+		{"public_base_url: https://example.org/matrix\n", "https://example.org/matrix"},
+	}
+	for _, tc := range cases {
+		c, err := Load(writeFile(t, tc.body), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.body, err)
+		}
+		if c.PublicBaseURL != tc.want {
+			t.Errorf("%q: public_base_url %q, want %q", tc.body, c.PublicBaseURL, tc.want)
+		}
+	}
+}
+
+func TestRateLimits(t *testing.T) {
+	c, err := Load(writeFile(t, "rate_limits:\n  login:\n    per_second: 0.5\n    burst: 0\n  room_creation:\n    burst: 3\n"),
+		[]string{"PARLEY_RATE_LIMITS_MESSAGE_SENDING_PER_SECOND=2.5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Default().RateLimits
+	want := RateLimits{
+		Login:          RateLimit{PerSecond: 0.5, Burst: 0},
+		Registration:   d.Registration,
+		RoomCreation:   RateLimit{PerSecond: d.RoomCreation.PerSecond, Burst: 3},
+		MessageSending: RateLimit{PerSecond: 2.5, Burst: d.MessageSending.Burst},
+	}
+	if c.RateLimits != want {
+		t.Fatalf("rate limits %+v, want %+v", c.RateLimits, want)
 	}
 }
 

@@ -1,0 +1,417 @@
+package rooms
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/parley-chat/parley/matrix/authrules"
+	"github.com/parley-chat/parley/matrix/event"
+	"github.com/parley-chat/parley/storage"
+)
+
+// maxBatch bounds how many queued requests one transaction takes.
+const maxBatch = 64
+
+// room is one room's in-memory head and its sequencer. Only the sequencer
+// goroutine changes the head; readers take mu.
+type room struct {
+	e       *Engine
+	id      string
+	version event.RoomVersion
+	info    event.RoomVersionInfo
+	reqs    chan *request
+
+	mu          sync.RWMutex
+	state       map[storage.StateKey]*event.Event
+	snapshot    int64
+	depth       int64
+	extremities []*event.Event
+}
+
+func newRoom(e *Engine, id string, version event.RoomVersion, info event.RoomVersionInfo) *room {
+	return &room{e: e, id: id, version: version, info: info, reqs: make(chan *request, 1024),
+		state: map[storage.StateKey]*event.Event{}}
+}
+
+// Proto is an event a local user wants to send.
+type Proto struct {
+	Type     string
+	StateKey *string
+	Sender   string
+	Content  json.RawMessage
+	Redacts  string
+	// Txn makes the send idempotent per device; nil for server-made events.
+	Txn *Txn
+}
+
+// Txn identifies a client's send request.
+type Txn struct {
+	UserID, DeviceID, TxnID string
+}
+
+// request is one caller's protos, persisted atomically in order.
+type request struct {
+	ctx    context.Context
+	protos []Proto
+	// check runs in the sequencer against the state each event is built
+	// on, for rules beyond the auth rules (a client may only redact its
+	// own events without power, ...).
+	check func(p Proto, st stateView) error
+	done  chan result
+}
+
+type result struct {
+	events []*event.Event
+	pos    int64
+	err    error
+}
+
+// submit queues protos and waits for them to be persisted.
+func (r *room) submit(ctx context.Context, protos []Proto, check func(Proto, stateView) error) ([]*event.Event, int64, error) {
+	req := &request{ctx: ctx, protos: protos, check: check, done: make(chan result, 1)}
+	select {
+	case r.reqs <- req:
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
+	}
+	// Once queued, the request is persisted or refused even if the caller
+	// goes away: waiting here keeps the answer consistent with the database.
+	res := <-req.done
+	return res.events, res.pos, res.err
+}
+
+// run is the sequencer: it drains queued requests in batches and persists
+// each batch in one transaction.
+func (r *room) run() {
+	for first := range r.reqs {
+		batch := []*request{first}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case req := <-r.reqs:
+				batch = append(batch, req)
+			default:
+				break drain
+			}
+		}
+		r.process(batch)
+	}
+}
+
+// stateView is the state a proto is built on: the committed state plus the
+// events built earlier in the same batch.
+type stateView struct {
+	base    map[storage.StateKey]*event.Event
+	overlay map[storage.StateKey]*event.Event
+}
+
+func (s stateView) Get(eventType, stateKey string) *event.Event {
+	k := storage.StateKey{Type: eventType, StateKey: stateKey}
+	if ev, ok := s.overlay[k]; ok {
+		return ev
+	}
+	return s.base[k]
+}
+
+// built is an event of a batch with what persisting it needs.
+type built struct {
+	ev       *event.Event
+	proto    Proto
+	stateKey *storage.StateKey
+}
+
+// head is the room's head while a batch is being built.
+type head struct {
+	view        stateView
+	depth       int64
+	extremities []*event.Event
+}
+
+// process builds, checks and persists a batch. A request whose events fail
+// is answered with its error and leaves nothing behind; the others go on.
+func (r *room) process(batch []*request) {
+	r.mu.RLock()
+	h := head{
+		view:        stateView{base: r.state, overlay: map[storage.StateKey]*event.Event{}},
+		depth:       r.depth,
+		extremities: r.extremities,
+	}
+	r.mu.RUnlock()
+
+	var all []built
+	var accepted []*request
+	counts := map[*request]int{}
+	for _, req := range batch {
+		// Build a request's events on a copy of the head so that a refusal
+		// midway leaves no trace on the next request.
+		trial := head{view: stateView{base: h.view.base, overlay: copyState(h.view.overlay)}, depth: h.depth, extremities: h.extremities}
+		var evs []built
+		var err error
+		for _, p := range req.protos {
+			var b built
+			if b, err = r.buildOne(req, p, &trial); err != nil {
+				break
+			}
+			evs = append(evs, b)
+		}
+		if err != nil {
+			req.done <- result{err: err}
+			continue
+		}
+		h = trial
+		all = append(all, evs...)
+		accepted = append(accepted, req)
+		counts[req] = len(evs)
+	}
+	if len(all) == 0 {
+		return
+	}
+	pos, err := r.persist(all, h)
+	if err != nil {
+		r.e.cfg.Log.WithError(err).WithField("room_id", r.id).Error("persisting events failed")
+		for _, req := range accepted {
+			req.done <- result{err: err}
+		}
+		if r.e.cfg.Notifier != nil {
+			// The abandoned positions may have been holding back other
+			// rooms' wake-ups.
+			r.e.cfg.Notifier.OnNewEvents(0, nil)
+		}
+		return
+	}
+	r.mu.Lock()
+	for k, ev := range h.view.overlay {
+		r.state[k] = ev
+	}
+	r.depth, r.extremities = h.depth, h.extremities
+	r.mu.Unlock()
+
+	i := 0
+	for _, req := range accepted {
+		n := counts[req]
+		evs := make([]*event.Event, n)
+		for j := range evs {
+			evs[j] = all[i+j].ev
+		}
+		req.done <- result{events: evs, pos: pos}
+		i += n
+	}
+	r.notify(all, pos)
+}
+
+func copyState(m map[storage.StateKey]*event.Event) map[storage.StateKey]*event.Event {
+	out := make(map[storage.StateKey]*event.Event, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// buildOne turns a proto into a signed event on top of h, checks it and
+// advances h.
+func (r *room) buildOne(req *request, p Proto, h *head) (built, error) {
+	if req.check != nil {
+		if err := req.check(p, h.view); err != nil {
+			return built{}, err
+		}
+	}
+	ev, err := r.build(p, h)
+	if err != nil {
+		return built{}, err
+	}
+	if err := authrules.Allowed(ev, h.view); err != nil {
+		return built{}, wrapf(ErrForbidden, "%v", err)
+	}
+	b := built{ev: ev, proto: p}
+	if sk := ev.StateKey(); sk != nil {
+		k := storage.StateKey{Type: ev.Type(), StateKey: *sk}
+		h.view.overlay[k] = ev
+		b.stateKey = &k
+	}
+	h.depth = ev.Depth()
+	h.extremities = []*event.Event{ev}
+	return b, nil
+}
+
+// build fills a proto's prev events, auth events and depth from h, then
+// hashes and signs it.
+func (r *room) build(p Proto, h *head) (*event.Event, error) {
+	content := p.Content
+	if len(content) == 0 {
+		content = json.RawMessage("{}")
+	}
+	pe := event.ProtoEvent{
+		Type:           p.Type,
+		StateKey:       p.StateKey,
+		Sender:         p.Sender,
+		RoomID:         r.id,
+		Content:        content,
+		Depth:          h.depth + 1,
+		OriginServerTS: r.e.now().UnixMilli(),
+		Redacts:        p.Redacts,
+	}
+	if p.Type == "m.room.create" && r.info.CreateEventIsRoomID {
+		pe.RoomID = ""
+	}
+	if r.info.EventIDFormat == event.EventIDFormatV1 {
+		pe.ReferenceHashes = map[string]string{}
+	}
+	refs := func(ev *event.Event) (string, error) {
+		if pe.ReferenceHashes != nil {
+			sum, err := ev.ReferenceHash()
+			if err != nil {
+				return "", err
+			}
+			pe.ReferenceHashes[ev.EventID()] = base64.RawStdEncoding.EncodeToString(sum[:])
+		}
+		return ev.EventID(), nil
+	}
+	for _, prev := range h.extremities {
+		id, err := refs(prev)
+		if err != nil {
+			return nil, err
+		}
+		pe.PrevEvents = append(pe.PrevEvents, id)
+	}
+	if p.Type != "m.room.create" {
+		for _, t := range authrules.AuthEventsNeeded(r.info, p.Type, p.StateKey, p.Sender, content) {
+			if ev := h.view.Get(t.EventType, t.StateKey); ev != nil {
+				id, err := refs(ev)
+				if err != nil {
+					return nil, err
+				}
+				pe.AuthEvents = append(pe.AuthEvents, id)
+			}
+		}
+	}
+	key := r.e.cfg.SigningKey
+	ev, err := pe.Build(r.version, r.e.cfg.ServerName, key.KeyID, key.Key)
+	if errors.Is(err, event.ErrEventTooLarge) {
+		return nil, wrapf(ErrTooLarge, "%v", err)
+	}
+	if err != nil {
+		return nil, wrapf(ErrBadRequest, "%v", err)
+	}
+	return ev, nil
+}
+
+// persist writes a batch in one transaction: events, state snapshots,
+// memberships, redactions and the room's new head.
+func (r *room) persist(all []built, h head) (int64, error) {
+	e := r.e
+	first := e.cfg.Positions.Allocate(len(all))
+	defer e.cfg.Positions.Done(first)
+	ctx := context.Background() // the batch outlives any one caller
+	snapshot := r.snapshotNow()
+	err := e.db.WithTx(ctx, func(tx *storage.Tx) error {
+		if all[0].ev.Type() == "m.room.create" && snapshot == 0 {
+			if err := storage.InsertRoom(ctx, tx, storage.Room{RoomID: r.id, Version: string(r.version), CreatedTS: all[0].ev.OriginServerTS()}); err != nil {
+				return err
+			}
+		}
+		rows := make([]*storage.EventRow, 0, len(all))
+		for i, b := range all {
+			ev := b.ev
+			row := &storage.EventRow{
+				EventID: ev.EventID(), RoomID: r.id, Type: ev.Type(), StateKey: ev.StateKey(), Sender: ev.Sender(),
+				Depth: ev.Depth(), OriginServerTS: ev.OriginServerTS(), StreamPos: first + int64(i),
+				StateBefore: snapshot, JSON: string(ev.JSON()),
+			}
+			if t := b.proto.Txn; t != nil {
+				row.TxnUser, row.TxnDevice, row.TxnID = t.UserID, t.DeviceID, t.TxnID
+			}
+			rows = append(rows, row)
+			if b.stateKey != nil {
+				var err error
+				if snapshot, err = e.db.InsertSnapshot(ctx, tx, r.id, snapshot, storage.StateMap{*b.stateKey: ev.EventID()}); err != nil {
+					return err
+				}
+				if ev.Type() == "m.room.member" {
+					membership, _ := ev.Membership()
+					if err := storage.SetMembership(ctx, tx, storage.Membership{RoomID: r.id, UserID: *ev.StateKey(),
+						Membership: membership, EventID: ev.EventID(), StreamPos: row.StreamPos}); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if err := storage.InsertEvents(ctx, tx, rows); err != nil {
+			return err
+		}
+		// After the insert, so that a redaction of an event of the same
+		// batch finds its target.
+		for _, b := range all {
+			if target := b.ev.Redacts(); target != "" {
+				if err := storage.MarkRedacted(ctx, tx, target, b.ev.EventID()); err != nil {
+					return err
+				}
+			}
+		}
+		ext := make([]string, len(h.extremities))
+		for i, ev := range h.extremities {
+			ext[i] = ev.EventID()
+		}
+		return storage.SetRoomHead(ctx, tx, r.id, snapshot, h.depth, ext)
+	})
+	if err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	r.snapshot = snapshot
+	r.mu.Unlock()
+	return first + int64(len(all)) - 1, nil
+}
+
+func (r *room) snapshotNow() int64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.snapshot
+}
+
+func (r *room) stateCopy() map[storage.StateKey]*event.Event {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return copyState(r.state)
+}
+
+// notify wakes the local users the batch concerns: everyone local who is
+// joined (or invited, or knocking) after it, and the targets of its
+// membership events (who must see their own leave, kick or ban).
+func (r *room) notify(all []built, pos int64) {
+	if r.e.cfg.Notifier == nil {
+		return
+	}
+	suffix := ":" + r.e.cfg.ServerName
+	seen := map[string]bool{}
+	var users []string
+	add := func(u string) {
+		if strings.HasSuffix(u, suffix) && !seen[u] {
+			seen[u] = true
+			users = append(users, u)
+		}
+	}
+	for _, b := range all {
+		if b.ev.Type() == "m.room.member" {
+			add(*b.ev.StateKey())
+		}
+	}
+	r.mu.RLock()
+	for k, ev := range r.state {
+		if k.Type != "m.room.member" {
+			continue
+		}
+		if m, _ := ev.Membership(); m == "join" || m == "invite" || m == "knock" {
+			add(k.StateKey)
+		}
+	}
+	r.mu.RUnlock()
+	r.e.cfg.Notifier.OnNewEvents(pos, users)
+}
+
+// errorf formats an internal error.
+func errorf(format string, args ...any) error { return fmt.Errorf("rooms: "+format, args...) }
