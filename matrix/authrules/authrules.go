@@ -2,9 +2,11 @@
 // version: whether an event is allowed given the state it is checked against.
 //
 // The rules are those of the room version specifications (rooms/v1..v12),
-// applied in the order they are listed there; comments cite them by their
-// number in the version that introduced them. Behaviour that differs between
-// versions is chosen by event.RoomVersionInfo flags, never by version string.
+// applied in the order they are listed there. The versions number them
+// differently (v1-5 have the aliases rule as 4, v6 removed it, v12 inserted
+// a rule 2), so comments name the versions whose numbering they use.
+// Behaviour that differs between versions is chosen by
+// event.RoomVersionInfo flags, never by version string.
 //
 // Two rules need more than the events: whether an auth event was itself
 // rejected (rule 2.3), and signatures (the sender's, and from v8 that of the

@@ -184,8 +184,9 @@ var errNotInteger = errors.New("not an integer")
 // integer. Room versions 1-9 also accept a string holding an integer
 // ("stringy" power levels) and versions 1-5, which predate canonical JSON,
 // accept floats, truncated. Versions with canonical JSON bound integers to
-// ±(2**53-1); the older ones saturate at the int64 range, since Python-based
-// servers compare arbitrarily large integers and only their order matters.
+// ±(2**53-1). Before that the spec bounds neither integers nor strings, and
+// floats only by the range of a double, so such values saturate at the
+// int64 range: the rules only ever compare levels.
 func parseLevel(raw json.RawMessage, v event.RoomVersionInfo) (int64, error) {
 	if len(raw) == 0 {
 		return 0, errNotInteger

@@ -3,6 +3,7 @@ package authrules
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"testing"
 	"unicode/utf8"
 
@@ -127,5 +128,42 @@ func FuzzPowerLevels(f *testing.F) {
 			}
 		}
 		_ = ValidatePowerLevelsContent(content, r.info)
+	})
+}
+
+// FuzzAllowed feeds arbitrary content to the auth rules of the event types
+// they read content from, in a standard room: nothing may panic, and a
+// refusal must wrap ErrNotAllowed.
+func FuzzAllowed(f *testing.F) {
+	f.Add(uint8(0), []byte(`{"membership":"join","join_authorised_via_users_server":"@bob:a.test"}`), uint8(11))
+	f.Add(uint8(0), []byte(`{"membership":"invite","third_party_invite":{"signed":{"mxid":"@dave:a.test","token":"tok","signatures":{"x":{"ed25519:0":"AAAA"}}}}}`), uint8(5))
+	f.Add(uint8(1), []byte(`{"users":{"@bob:a.test":"40"},"ban":1.5}`), uint8(2))
+	f.Add(uint8(2), []byte(`{"room_version":"12","additional_creators":["@x:y"]}`), uint8(11))
+	types := []string{typeMember, typePowerLevels, typeCreate, typeThirdPartyInvite, typeRedaction, typeAliases}
+	f.Fuzz(func(t *testing.T, typeIndex uint8, content []byte, verIndex uint8) {
+		if !json.Valid(content) || !isObject(content) {
+			return
+		}
+		vers := event.KnownRoomVersions()
+		ver := vers[int(verIndex)%len(vers)]
+		r := newRoom(t, ver, withJoinRule(joinRuleRestricted))
+		r.add(spec{Type: typeThirdPartyInvite, StateKey: sk("tok"), Sender: bob, Content: tpiContentWithList()})
+		typ := types[int(typeIndex)%len(types)]
+		s := spec{Type: typ, StateKey: sk(dave), Sender: bob, Content: json.RawMessage(content)}
+		switch typ {
+		case typePowerLevels, typeCreate:
+			s.StateKey = sk("")
+		case typeRedaction:
+			s.StateKey = nil
+		}
+		id, b := r.eventJSON(s)
+		ev, err := event.NewEventFromTrustedJSONWithEventID(id, b, ver)
+		if err != nil {
+			return
+		}
+		if err := Allowed(ev, r.state); err != nil && !errors.Is(err, ErrNotAllowed) {
+			t.Fatalf("refusal does not wrap ErrNotAllowed: %v", err)
+		}
+		_ = AuthEventsNeededFor(ev)
 	})
 }
