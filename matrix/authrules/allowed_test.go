@@ -28,7 +28,7 @@ func privilegedCreators(v event.RoomVersionInfo) bool { return v.PrivilegedCreat
 func creatorInContent(v event.RoomVersionInfo) bool   { return !v.CreatorFromSender }
 func v1RedactionRule(v event.RoomVersionInfo) bool    { return v.EventIDFormat == event.EventIDFormatV1 }
 func notificationLevelsChecked(v event.RoomVersionInfo) bool {
-	return v.NotificationsPowerLevelInRedaction
+	return v.NotificationsPowerLevels
 }
 func not(f verdict) verdict { return func(v event.RoomVersionInfo) bool { return !f(v) } }
 
@@ -722,7 +722,7 @@ func authCases() []authCase {
 			c["notifications"] = map[string]any{"room": 150}
 		}))), event: powerLevelsEvent(alice, pl(func(c map[string]any) { c["notifications"] = map[string]any{"room": 10} })),
 			want: func(v event.RoomVersionInfo) bool {
-				return !v.NotificationsPowerLevelInRedaction || v.PrivilegedCreators
+				return !v.NotificationsPowerLevels || v.PrivilegedCreators
 			}},
 		{name: "creators/creator still needs to be joined", room: then(std, func(r *room) { r.member(alice, alice, membershipLeave, nil) }),
 			event: message(alice), want: reject},

@@ -510,7 +510,7 @@ func powerLevelsChangeAllowed(v event.RoomVersionInfo, oldC, newC plContent, sen
 	if err := checkLevelMap("events", oldC.events, newC.events, senderLevel); err != nil {
 		return err
 	}
-	if v.NotificationsPowerLevelInRedaction {
+	if v.NotificationsPowerLevels {
 		if err := checkLevelMap("notifications", oldC.notifications, newC.notifications, senderLevel); err != nil {
 			return err
 		}

@@ -59,19 +59,14 @@ type RoomVersionInfo struct {
 	SpecialAliasesAuth       bool // v1-v5: m.room.aliases has its own auth rule
 	StrictCanonicalJSON      bool // v6+: integers only, within range, no duplicate keys
 	NotificationsPowerLevels bool // v6+: the power levels auth rule also checks `notifications`
-	// Deprecated: misnamed, use NotificationsPowerLevels. No redaction
-	// algorithm keeps `notifications` (room version 6 added it to the power
-	// levels auth rules, not to redaction); this field is set exactly like
-	// NotificationsPowerLevels and will be removed.
-	NotificationsPowerLevelInRedaction bool
-	Knocking                           bool // v7+: knock membership and join rule
-	RestrictedJoins                    bool // v8+: `restricted` join rule
-	KnockRestricted                    bool // v10+: `knock_restricted` join rule
-	IntegerPowerLevels                 bool // v10+: power level values must be JSON integers
-	CreatorFromSender                  bool // v11+: the creator is the create event's sender, not content.creator
-	RedactsInContent                   bool // v11+: m.room.redaction carries `redacts` in content
-	CreateEventIsRoomID                bool // v12: room ID is derived from the create event's reference hash
-	PrivilegedCreators                 bool // v12: creators (sender + additional_creators) have infinite power
+	Knocking                 bool // v7+: knock membership and join rule
+	RestrictedJoins          bool // v8+: `restricted` join rule
+	KnockRestricted          bool // v10+: `knock_restricted` join rule
+	IntegerPowerLevels       bool // v10+: power level values must be JSON integers
+	CreatorFromSender        bool // v11+: the creator is the create event's sender, not content.creator
+	RedactsInContent         bool // v11+: m.room.redaction carries `redacts` in content
+	CreateEventIsRoomID      bool // v12: room ID is derived from the create event's reference hash
+	PrivilegedCreators       bool // v12: creators (sender + additional_creators) have infinite power
 }
 
 var roomVersions = map[RoomVersion]RoomVersionInfo{}
@@ -99,7 +94,6 @@ func init() {
 		v.StrictCanonicalJSON = true
 		v.Redaction = RedactionV6
 		v.NotificationsPowerLevels = true
-		v.NotificationsPowerLevelInRedaction = true
 	})
 	add("7", func(v *RoomVersionInfo) { v.Knocking = true })
 	add("8", func(v *RoomVersionInfo) { v.RestrictedJoins = true; v.Redaction = RedactionV8 })
