@@ -161,7 +161,9 @@ func (a *API) joinRoom(w http.ResponseWriter, r *http.Request, dev *users.Device
 	if target == "" {
 		target = mux.Vars(r)["roomId"]
 	}
-	roomID, err := a.rooms.Rooms.Join(r.Context(), target, dev.UserID, req.Reason)
+	// via (and the older server_name) name servers to join through.
+	via := append(r.URL.Query()["via"], r.URL.Query()["server_name"]...)
+	roomID, err := a.rooms.Rooms.Join(r.Context(), target, dev.UserID, req.Reason, via)
 	if err != nil {
 		writeRoomError(w, r, err)
 		return

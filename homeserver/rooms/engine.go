@@ -63,6 +63,7 @@ type Config struct {
 // Engine owns every room's sequencer.
 type Engine struct {
 	cfg   Config
+	fed   Federation // nil: local rooms only
 	db    *storage.DB
 	mu    sync.Mutex
 	rooms map[string]*room

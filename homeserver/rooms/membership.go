@@ -25,13 +25,28 @@ func (e *Engine) ResolveRoom(ctx context.Context, roomIDOrAlias string) (string,
 	return roomIDOrAlias, nil
 }
 
-// Join makes a local user join a room the server knows.
-func (e *Engine) Join(ctx context.Context, roomIDOrAlias, userID, reason string) (string, error) {
-	roomID, err := e.ResolveRoom(ctx, roomIDOrAlias)
+// Join makes a local user join a room: directly when this server is in
+// it, otherwise over federation through via, the room's and the alias's
+// servers, and the inviter's.
+func (e *Engine) Join(ctx context.Context, roomIDOrAlias, userID, reason string, via []string) (string, error) {
+	roomID, servers, err := e.resolveForJoin(ctx, roomIDOrAlias)
 	if err != nil {
 		return "", err
 	}
-	if _, err := e.room(ctx, roomID); err != nil {
+	if _, err := e.room(ctx, roomID); errors.Is(err, ErrNotFound) {
+		candidates := append(append([]string{}, via...), servers...)
+		if inv, err := e.db.GetRemoteInvite(ctx, roomID, userID); err == nil {
+			candidates = append([]string{serverOf(inv.Sender)}, candidates...)
+		}
+		if rid, err := id.ParseRoomID(roomID); err == nil && rid.Server != "" {
+			candidates = append(candidates, string(rid.Server))
+		}
+		if err := e.JoinRemote(ctx, roomID, userID, dedupe(candidates)); err != nil {
+			return "", err
+		}
+		_ = e.db.WithTx(ctx, func(tx *storage.Tx) error { return storage.DeleteRemoteInvite(ctx, tx, roomID, userID) })
+		return roomID, nil
+	} else if err != nil {
 		return "", err
 	}
 	name, avatar := e.cfg.Profiles(ctx, userID)
@@ -44,6 +59,12 @@ func (e *Engine) Join(ctx context.Context, roomIDOrAlias, userID, reason string)
 func (e *Engine) ChangeMembership(ctx context.Context, roomID, sender, target, membership, reason string, isDirect bool) (*event.Event, error) {
 	if _, err := id.ParseUserID(target); err != nil {
 		return nil, wrapf(ErrBadRequest, "invalid user ID %q", target)
+	}
+	if membership == "leave" && sender == target {
+		if _, err := e.room(ctx, roomID); errors.Is(err, ErrNotFound) {
+			// Declining an invite to a room we are not in.
+			return nil, e.rejectRemoteInvite(ctx, roomID, target)
+		}
 	}
 	content := memberContent(membership, "", "", reason, isDirect)
 	if membership == "invite" {
@@ -90,4 +111,36 @@ func (e *Engine) Forget(ctx context.Context, roomID, userID string) error {
 func (e *Engine) UpdateProfile(ctx context.Context, roomID, userID, displayName, avatarURL string) error {
 	_, err := e.setMembership(ctx, roomID, userID, userID, "join", "", memberContent("join", displayName, avatarURL, "", false))
 	return err
+}
+
+// resolveForJoin resolves a room ID or alias, with the servers that may
+// know the room: a remote alias is asked of its server.
+func (e *Engine) resolveForJoin(ctx context.Context, roomIDOrAlias string) (string, []string, error) {
+	if len(roomIDOrAlias) > 0 && roomIDOrAlias[0] == '#' {
+		alias, err := id.ParseRoomAlias(roomIDOrAlias)
+		if err != nil {
+			return "", nil, wrapf(ErrBadRequest, "invalid room alias %q", roomIDOrAlias)
+		}
+		if string(alias.Server) != e.cfg.ServerName && e.fed != nil {
+			roomID, servers, err := e.fed.QueryAlias(ctx, string(alias.Server), roomIDOrAlias)
+			if err != nil {
+				return "", nil, wrapf(ErrNotFound, "room alias %s: %v", roomIDOrAlias, err)
+			}
+			return roomID, append(servers, string(alias.Server)), nil
+		}
+	}
+	roomID, err := e.ResolveRoom(ctx, roomIDOrAlias)
+	return roomID, nil, err
+}
+
+func dedupe(list []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range list {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -58,6 +58,10 @@ type Txn struct {
 type request struct {
 	ctx    context.Context
 	protos []Proto
+	// ingest, when set, is a remote event to check and persist instead of
+	// protos; origin is the server it came from.
+	ingest *event.Event
+	origin string
 	// check runs in the sequencer against the state each event is built
 	// on, for rules beyond the auth rules (a client may only redact its
 	// own events without power, ...).
@@ -88,12 +92,32 @@ func (r *room) submit(ctx context.Context, protos []Proto, check func(Proto, sta
 // run is the sequencer: it drains queued requests in batches and persists
 // each batch in one transaction.
 func (r *room) run() {
-	for first := range r.reqs {
+	var next *request
+	for {
+		first := next
+		next = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-r.reqs; !ok {
+				return
+			}
+		}
+		if first.ingest != nil {
+			// Remote events go one at a time: checking one may fetch
+			// others and resolve state, and the next must see the result.
+			err := r.ingest(first.ctx, first.origin, first.ingest)
+			first.done <- result{err: err}
+			continue
+		}
 		batch := []*request{first}
 	drain:
 		for len(batch) < maxBatch {
 			select {
 			case req := <-r.reqs:
+				if req.ingest != nil {
+					next = req
+					break drain
+				}
 				batch = append(batch, req)
 			default:
 				break drain
@@ -202,6 +226,13 @@ func (r *room) process(batch []*request) {
 		i += n
 	}
 	r.notify(all, pos)
+	out := make([]*event.Event, 0, len(all))
+	for _, b := range all {
+		if serverOf(b.ev.Sender()) == r.e.cfg.ServerName {
+			out = append(out, b.ev)
+		}
+	}
+	r.sendOut(out)
 }
 
 func copyState(m map[storage.StateKey]*event.Event) map[storage.StateKey]*event.Event {
@@ -226,6 +257,14 @@ func (r *room) buildOne(req *request, p Proto, h *head) (built, error) {
 	}
 	if err := authrules.Allowed(ev, h.view); err != nil {
 		return built{}, wrapf(ErrForbidden, "%v", err)
+	}
+	if r.e.fed != nil && ev.Type() == "m.room.member" && serverOf(*ev.StateKey()) != r.e.cfg.ServerName {
+		if m, _ := ev.Membership(); m == "invite" {
+			// A remote invitee's server must countersign the invite.
+			if ev, err = r.inviteRemote(req.ctx, ev); err != nil {
+				return built{}, err
+			}
+		}
 	}
 	b := built{ev: ev, proto: p}
 	if sk := ev.StateKey(); sk != nil {

@@ -44,9 +44,24 @@ type Service struct {
 	extensions  []Extension
 }
 
-// AddExtension registers an extension. Extensions must be added in the same
+// PartialExtension is an Extension that may deliver only part of (from, to]
+// in one response, such as to-device messages, which are sent at most 100
+// at a time. The sync service calls FillPartial instead of Fill; it returns
+// the position it got to, which next_batch carries in place of to, so that
+// the rest comes with the next response.
+type PartialExtension interface {
+	Extension
+	FillPartial(ctx context.Context, req Request, from, to int64, resp *Response) (reached int64, changed bool, err error)
+}
+
+// AddExtension registers an extension and returns the index of its
+// position in Token.Ext (for endpoints such as /keys/changes that read an
+// extension's position from tokens). Extensions must be added in the same
 // order at every start, since tokens carry their positions by index.
-func (s *Service) AddExtension(e Extension) { s.extensions = append(s.extensions, e) }
+func (s *Service) AddExtension(e Extension) int {
+	s.extensions = append(s.extensions, e)
+	return len(s.extensions) - 1
+}
 
 // New returns the sync service.
 func New(engine *rooms.Engine, positions *stream.Positions, notifier *Notifier, accountData AccountData) *Service {
@@ -82,8 +97,10 @@ type Response struct {
 	DeviceLists DeviceLists `json:"device_lists"`
 	// DeviceOneTimeKeysCount and DeviceUnusedFallbackKeyTypes are filled
 	// by the end-to-end encryption extension.
-	DeviceOneTimeKeysCount       map[string]int `json:"device_one_time_keys_count"`
-	DeviceUnusedFallbackKeyTypes []string       `json:"device_unused_fallback_key_types,omitempty"`
+	DeviceOneTimeKeysCount map[string]int `json:"device_one_time_keys_count"`
+	// The spec makes device_unused_fallback_key_types required: clients
+	// take its absence to mean the server does not support fallback keys.
+	DeviceUnusedFallbackKeyTypes []string `json:"device_unused_fallback_key_types"`
 }
 
 // JoinedRoom returns the response's section for a joined room, adding an
@@ -231,11 +248,12 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 
 func newResponse() *Response {
 	return &Response{
-		Rooms:                  Rooms{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{}, Knock: map[string]*KnockedRoom{}},
-		AccountData:            EventList{Events: []json.RawMessage{}},
-		Presence:               EventList{Events: []json.RawMessage{}},
-		ToDevice:               EventList{Events: []json.RawMessage{}},
-		DeviceOneTimeKeysCount: map[string]int{},
+		Rooms:                        Rooms{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{}, Knock: map[string]*KnockedRoom{}},
+		AccountData:                  EventList{Events: []json.RawMessage{}},
+		Presence:                     EventList{Events: []json.RawMessage{}},
+		ToDevice:                     EventList{Events: []json.RawMessage{}},
+		DeviceOneTimeKeysCount:       map[string]int{},
+		DeviceUnusedFallbackKeyTypes: []string{},
 	}
 }
 
@@ -323,7 +341,7 @@ func (s *Service) assemble(ctx context.Context, req Request) (*Response, bool, e
 			if !newMembership {
 				continue
 			}
-			st, err := s.strippedState(ctx, m.RoomID, m.EventID)
+			st, err := s.strippedState(ctx, m.RoomID, user, m.EventID)
 			if err != nil {
 				return nil, false, err
 			}
@@ -332,7 +350,7 @@ func (s *Service) assemble(ctx context.Context, req Request) (*Response, bool, e
 			if !newMembership {
 				continue
 			}
-			st, err := s.strippedState(ctx, m.RoomID, m.EventID)
+			st, err := s.strippedState(ctx, m.RoomID, user, m.EventID)
 			if err != nil {
 				return nil, false, err
 			}
@@ -341,7 +359,11 @@ func (s *Service) assemble(ctx context.Context, req Request) (*Response, bool, e
 			if !newMembership || (!incremental && !req.IncludeLeave) {
 				continue
 			}
-			if incremental && m.EventID == "" {
+			if m.EventID == "" {
+				// A declined invite to a room we were never in: nothing to
+				// show but that it is gone.
+				resp.Rooms.Leave[m.RoomID] = &LeftRoom{State: ClientEvents{Events: []*rooms.ClientEvent{}},
+					Timeline: Timeline{Events: []*rooms.ClientEvent{}}, AccountData: EventList{Events: []json.RawMessage{}}}
 				continue
 			}
 			lr, err := s.leftRoom(ctx, req, m, since.Events, !incremental)
@@ -361,12 +383,22 @@ func (s *Service) assemble(ctx context.Context, req Request) (*Response, bool, e
 		if req.Since != nil {
 			from = since.Ext[i]
 		}
-		changed, err := ext.Fill(ctx, req, from, now.Ext[i], resp)
+		var changed bool
+		var err error
+		if pe, ok := ext.(PartialExtension); ok {
+			var reached int64
+			reached, changed, err = pe.FillPartial(ctx, req, from, now.Ext[i], resp)
+			now.Ext[i] = min(max(reached, from), now.Ext[i])
+		} else {
+			changed, err = ext.Fill(ctx, req, from, now.Ext[i], resp)
+		}
 		if err != nil {
 			return nil, false, err
 		}
 		empty = empty && !changed
 	}
+	// Partial extensions may have stopped short.
+	resp.NextBatch = now.String()
 	return resp, empty, nil
 }
 
@@ -572,8 +604,21 @@ var strippedStateTypes = []string{"m.room.create", "m.room.join_rules", "m.room.
 
 // strippedState is the room's stripped state for an invite or knock,
 // including the membership event itself.
-func (s *Service) strippedState(ctx context.Context, roomID, memberEventID string) ([]StrippedEvent, error) {
+func (s *Service) strippedState(ctx context.Context, roomID, userID, memberEventID string) ([]StrippedEvent, error) {
 	st, err := s.rooms.CurrentState(ctx, roomID)
+	if errors.Is(err, rooms.ErrNotFound) {
+		// An invite over federation to a room we are not in: the state
+		// the inviting server sent.
+		raw, _ := s.rooms.RemoteInviteState(ctx, roomID, userID)
+		out := []StrippedEvent{}
+		for _, r := range raw {
+			var se StrippedEvent
+			if json.Unmarshal(r, &se) == nil && se.Type != "" {
+				out = append(out, se)
+			}
+		}
+		return out, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -90,7 +90,7 @@ func testRoomLifecycle(t *testing.T, env *env, version string) {
 	if _, err := env.engine.Send(ctx, roomID, rooms.Proto{Type: "m.room.message", Sender: bob, Content: text("hi")}); err == nil {
 		t.Fatal("invited user could send")
 	}
-	if _, err := env.engine.Join(ctx, roomID, bob, ""); err != nil {
+	if _, err := env.engine.Join(ctx, roomID, bob, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	since := resp.NextBatch
