@@ -13,6 +13,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/parley-chat/parley/homeserver/e2ee"
 	"github.com/parley-chat/parley/homeserver/httputil"
 	"github.com/parley-chat/parley/homeserver/ratelimit"
 	"github.com/parley-chat/parley/homeserver/users"
@@ -45,6 +46,8 @@ type Config struct {
 	RateLimits RateLimits
 	// Rooms serves the room, message and sync endpoints (rooms.go).
 	Rooms RoomServices
+	// E2EE serves the key, to-device and key backup endpoints (keys.go).
+	E2EE *e2ee.Service
 }
 
 // RateLimits are the limiters of the actions the client API throttles. A
@@ -90,6 +93,9 @@ func (a *API) Register(r *mux.Router) {
 	}
 	if a.rooms.Rooms != nil {
 		a.registerRoomRoutes(route)
+	}
+	if a.cfg.E2EE != nil {
+		a.registerKeysRoutes(route)
 	}
 }
 

@@ -32,11 +32,13 @@ func (s *Server) buildRooms(ctx context.Context) (clientapi.RoomServices, error)
 		Log:                s.log.WithField("component", "rooms"),
 	})
 	s.Sync = sync.New(s.Rooms, positions, s.Notifier, accountDataStream{s.Users})
+	s.buildE2EE()
 
 	s.Users.SetHooks(users.Hooks{
 		NotifyAccountData: func(userID string) { s.Notifier.Wake(userID) },
 		OnProfileChange:   s.updateMemberEvents,
-		OnDeactivate:      s.leaveAllRooms,
+		OnDeactivate:      s.onDeactivate,
+		OnDevicesDeleted:  s.E2EE.DevicesDeleted,
 	})
 	return clientapi.RoomServices{Rooms: s.Rooms, Sync: s.Sync}, nil
 }

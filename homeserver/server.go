@@ -16,14 +16,20 @@ import (
 	"github.com/parley-chat/parley/clientapi"
 	"github.com/parley-chat/parley/federation"
 	"github.com/parley-chat/parley/homeserver/config"
+	"github.com/parley-chat/parley/homeserver/e2ee"
 	"github.com/parley-chat/parley/homeserver/httputil"
 	"github.com/parley-chat/parley/homeserver/keys"
+	"github.com/parley-chat/parley/homeserver/media"
 	"github.com/parley-chat/parley/homeserver/ratelimit"
 	"github.com/parley-chat/parley/homeserver/rooms"
 	"github.com/parley-chat/parley/homeserver/sync"
 	"github.com/parley-chat/parley/homeserver/users"
 	"github.com/parley-chat/parley/storage"
 )
+
+// federationBodyLimit bounds federation request bodies: a transaction of
+// 50 PDUs of 64 KiB, with room to spare.
+const federationBodyLimit = 8 << 20
 
 // Version is Parley's version, reported by `parley version` and the
 // federation /version endpoint.
@@ -39,6 +45,10 @@ type Server struct {
 	Rooms      *rooms.Engine
 	Sync       *sync.Service
 	Notifier   *sync.Notifier
+	Media      *media.Service
+	E2EE       *e2ee.Service
+	Federation *federation.API
+	sender     *federation.Sender
 
 	tlsCert tls.Certificate
 	client  *http.Server
@@ -58,7 +68,7 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 		db.Close()
 		return nil, err
 	}
-	if s.tlsCert, err = keys.LoadOrCreateTLS(cfg.TLS.Cert, cfg.TLS.Key, cfg.ServerName); err != nil {
+	if s.tlsCert, err = loadTLS(cfg); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -69,10 +79,15 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 		return nil, err
 	}
 
+	if s.Media, err = NewMediaService(cfg, db, log); err != nil {
+		db.Close()
+		return nil, err
+	}
+
 	clientRouter := httputil.NewRouter()
 	clientRouter.HandleFunc("/health", s.health).Methods(http.MethodGet)
 	rl := cfg.RateLimits
-	clientapi.New(clientapi.Config{
+	capi := clientapi.New(clientapi.Config{
 		ServerName:               cfg.ServerName,
 		PublicBaseURL:            cfg.PublicBaseURL,
 		RegistrationEnabled:      cfg.Registration.Enabled,
@@ -80,22 +95,37 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 		XForwardedFor:            cfg.XForwardedFor,
 		Users:                    s.Users,
 		Rooms:                    roomServices,
+		E2EE:                     s.E2EE,
 		RateLimits: clientapi.RateLimits{
 			Login:          ratelimit.New(rl.Login.PerSecond, rl.Login.Burst),
 			Registration:   ratelimit.New(rl.Registration.PerSecond, rl.Registration.Burst),
 			RoomCreation:   ratelimit.New(rl.RoomCreation.PerSecond, rl.RoomCreation.Burst),
 			MessageSending: ratelimit.New(rl.MessageSending.PerSecond, rl.MessageSending.Burst),
 		},
-	}).Register(clientRouter)
+	})
+	capi.Register(clientRouter)
+	capi.RegisterMedia(clientRouter, clientapi.MediaConfig{Media: s.Media, AllowUnauthenticated: cfg.Media.AllowUnauthenticated})
+	clientLog, clientHandler := log.WithField("listener", "client"), clientapi.CORS(clientRouter)
 	s.client = &http.Server{
-		Handler:           httputil.Middleware(log.WithField("listener", "client"), cfg.MaxRequestBodyBytes, clientapi.CORS(clientRouter)),
+		// Media uploads get their own, larger body limit.
+		Handler: clientapi.SplitMediaUploads(
+			httputil.Middleware(clientLog, cfg.MaxRequestBodyBytes, clientHandler),
+			httputil.Middleware(clientLog, cfg.Media.MaxUploadBytes, clientHandler)),
 		ReadHeaderTimeout: 30 * time.Second,
 	}
 
 	fedRouter := httputil.NewRouter()
-	federation.New(federation.Config{ServerName: cfg.ServerName, ServerVersion: Version}).Register(fedRouter)
+	if s.Federation, err = newFederation(cfg, s.SigningKey, db, log); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.Federation.Register(fedRouter)
+	var roomFed rooms.Federation
+	roomFed, s.sender = s.Federation.Rooms(s.Rooms, db, s.Users)
+	s.Rooms.SetFederation(roomFed)
 	s.fed = &http.Server{
-		Handler:           httputil.Middleware(log.WithField("listener", "federation"), cfg.MaxRequestBodyBytes, fedRouter),
+		// A transaction may carry 50 events of up to 64 KiB each.
+		Handler:           httputil.Middleware(log.WithField("listener", "federation"), max(cfg.MaxRequestBodyBytes, federationBodyLimit), fedRouter),
 		ReadHeaderTimeout: 30 * time.Second,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{s.tlsCert}, MinVersion: tls.VersionTLS12},
 	}
@@ -109,6 +139,29 @@ func OpenDatabase(ctx context.Context, cfg *config.Config) (*storage.DB, error) 
 		MaxIdleConns:    cfg.DatabasePool.MaxIdleConns,
 		ConnMaxLifetime: cfg.DatabasePool.ConnMaxLifetime,
 	})
+}
+
+// NewMediaService opens the media store under media.path and builds the
+// media repository (for the server and for `parley purge-media`).
+func NewMediaService(cfg *config.Config, db *storage.DB, log logrus.FieldLogger) (*media.Service, error) {
+	store, err := media.NewFSStore(cfg.Media.Path)
+	if err != nil {
+		return nil, err
+	}
+	return media.New(media.Config{
+		ServerName:         cfg.ServerName,
+		DB:                 db,
+		Store:              store,
+		MaxUploadBytes:     cfg.Media.MaxUploadBytes,
+		MaxBytesPerUser:    cfg.Media.MaxBytesPerUser,
+		MaxPendingUploads:  cfg.Media.MaxPendingUploads,
+		MaxThumbnailPixels: cfg.Media.MaxThumbnailPixels,
+		URLPreview: media.PreviewConfig{
+			Enabled:               cfg.Media.URLPreview.Enabled,
+			AllowPrivateAddresses: cfg.Media.URLPreview.AllowPrivateAddresses,
+		},
+		Log: log.WithField("component", "media"),
+	}), nil
 }
 
 // ClientHandler is the client API's handler, for tests that serve it themselves.
@@ -151,6 +204,11 @@ func (s *Server) Run(ctx context.Context, ready Listening) error {
 		ready(cl.Addr(), fl.Addr())
 	}
 
+	if err := s.sender.Start(ctx); err != nil {
+		cl.Close()
+		fl.Close()
+		return fmt.Errorf("federation sender: %w", err)
+	}
 	errs := make(chan error, 2)
 	go func() { errs <- s.client.Serve(cl) }()
 	go func() { errs <- s.fed.ServeTLS(fl, "", "") }()

@@ -16,3 +16,5 @@ func notFound(err error, what string) error {
 	}
 	return fmt.Errorf("storage: %s: %w", what, err)
 }
+
+func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

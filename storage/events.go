@@ -92,8 +92,11 @@ func (db *DB) GetEvent(ctx context.Context, eventID string) (*EventRow, error) {
 	return e, nil
 }
 
-// GetEvents loads the events that exist among ids, in no particular order.
+// GetEvents loads the events that exist among ids, from the timeline or
+// the outliers (state fetched for a join is held as outliers), in no
+// particular order.
 func (db *DB) GetEvents(ctx context.Context, ids []string) ([]*EventRow, error) {
+	all := ids
 	var out []*EventRow
 	// Chunked so that no query exceeds the engines' parameter limits.
 	for len(ids) > 0 {
@@ -108,6 +111,23 @@ func (db *DB) GetEvents(ctx context.Context, ids []string) ([]*EventRow, error) 
 		}
 		out = append(out, rows...)
 		ids = ids[n:]
+	}
+	if len(out) < len(all) {
+		found := make(map[string]bool, len(out))
+		for _, r := range out {
+			found[r.EventID] = true
+		}
+		var rest []string
+		for _, id := range all {
+			if !found[id] {
+				rest = append(rest, id)
+			}
+		}
+		more, err := db.outliersAmong(ctx, rest)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, more...)
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -110,4 +111,68 @@ func (db *DB) GetRemoteInvite(ctx context.Context, roomID, userID string) (*Remo
 func DeleteRemoteInvite(ctx context.Context, tx Execer, roomID, userID string) error {
 	_, err := tx.ExecContext(ctx, `DELETE FROM remote_invites WHERE room_id = $1 AND user_id = $2`, roomID, userID)
 	return err
+}
+
+// outlierRow reads an outlier into an EventRow: no stream position and no
+// state snapshot, which outliers do not have.
+func outlierRow(eventID, roomID, js string) (*EventRow, error) {
+	var f struct {
+		Type           string  `json:"type"`
+		StateKey       *string `json:"state_key"`
+		Sender         string  `json:"sender"`
+		Depth          int64   `json:"depth"`
+		OriginServerTS int64   `json:"origin_server_ts"`
+	}
+	if err := json.Unmarshal([]byte(js), &f); err != nil {
+		return nil, fmt.Errorf("storage: outlier %s: %w", eventID, err)
+	}
+	return &EventRow{EventID: eventID, RoomID: roomID, Type: f.Type, StateKey: f.StateKey, Sender: f.Sender,
+		Depth: f.Depth, OriginServerTS: f.OriginServerTS, JSON: js}, nil
+}
+
+// GetAnyEvent loads an event from the timeline or, failing that, from the
+// outliers; ErrNotFound when neither holds it.
+func (db *DB) GetAnyEvent(ctx context.Context, eventID string) (*EventRow, error) {
+	row, err := db.GetEvent(ctx, eventID)
+	if !errors.Is(err, ErrNotFound) {
+		return row, err
+	}
+	var roomID, js string
+	err = db.QueryRowContext(ctx, `SELECT room_id, json FROM outlier_events WHERE event_id = $1`, eventID).Scan(&roomID, &js)
+	if err != nil {
+		return nil, notFound(err, "event")
+	}
+	return outlierRow(eventID, roomID, js)
+}
+
+// outliersAmong loads the outliers among ids.
+func (db *DB) outliersAmong(ctx context.Context, ids []string) ([]*EventRow, error) {
+	var out []*EventRow
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		args := make([]any, n)
+		for i := range args {
+			args[i] = ids[i]
+		}
+		rows, err := db.QueryContext(ctx, `SELECT event_id, room_id, json FROM outlier_events WHERE event_id IN (`+placeholders(1, n)+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("storage: %w", err)
+		}
+		for rows.Next() {
+			var id, roomID, js string
+			if err := rows.Scan(&id, &roomID, &js); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			r, err := outlierRow(id, roomID, js)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out = append(out, r)
+		}
+		rows.Close()
+		ids = ids[n:]
+	}
+	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/sirupsen/logrus"
@@ -32,6 +33,8 @@ commands:
                       --server-name NAME [--data-dir DIR]
   register-user     create an account in the configured database
                       --config FILE --user NAME --password P [--admin]
+  purge-media       delete cached copies of other servers' media not used recently
+                      --config FILE --older-than DURATION (e.g. 720h)
   version           print the version
 `
 
@@ -52,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = generateConfig(args, stdout, stderr)
 	case "register-user":
 		err = registerUser(args, stdout, stderr)
+	case "purge-media":
+		err = purgeMedia(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "parley", homeserver.Version)
 	case "help", "-h", "--help":
@@ -216,5 +221,38 @@ func registerUser(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("register-user: %w", err)
 	}
 	fmt.Fprintf(stdout, "registered %s\n", uid)
+	return nil
+}
+
+func purgeMedia(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("purge-media", stderr)
+	cfgFlag := fs.String("config", "", "configuration file")
+	olderThan := fs.Duration("older-than", 0, "purge remote media not accessed for this long, e.g. 720h (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *olderThan <= 0 {
+		return errors.New("purge-media: --older-than is required, e.g. --older-than 720h")
+	}
+	cfg, err := loadConfig(*cfgFlag, false)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	db, err := homeserver.OpenDatabase(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	svc, err := homeserver.NewMediaService(cfg, db, newLogger(cfg, stderr))
+	if err != nil {
+		return err
+	}
+	n, err := svc.PurgeRemoteCache(ctx, time.Now().Add(-*olderThan))
+	if err != nil {
+		return fmt.Errorf("purge-media: %w (purged %d before the error)", err, n)
+	}
+	fmt.Fprintf(stdout, "purged %d cached remote media not accessed for %s\n", n, *olderThan)
 	return nil
 }

@@ -48,6 +48,10 @@ type Config struct {
 	RateLimits         RateLimits `yaml:"rate_limits"`
 	// Media configures the media repository.
 	Media Media `yaml:"media"`
+	// Encryption configures end-to-end encryption.
+	Encryption Encryption `yaml:"encryption"`
+	// Federation configures the server-server API.
+	Federation Federation `yaml:"federation"`
 	// MaxRequestBodyBytes bounds every request body; larger ones get 413 M_TOO_LARGE.
 	MaxRequestBodyBytes int64         `yaml:"max_request_body_bytes"`
 	ShutdownTimeout     time.Duration `yaml:"shutdown_timeout"`
@@ -66,6 +70,11 @@ type DatabasePool struct {
 type TLS struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+	// CACert and CAKey, when both set, name a certificate authority from
+	// which the server issues its own certificate (into Cert and Key) at
+	// start-up, for closed federations and tests.
+	CACert string `yaml:"ca_cert"`
+	CAKey  string `yaml:"ca_key"`
 }
 
 // Registration controls who may create accounts.
@@ -125,6 +134,7 @@ func Default() *Config {
 			MessageSending: RateLimit{PerSecond: 1, Burst: 20},
 		},
 		Media:               defaultMedia(),
+		Federation:          defaultFederation(),
 		DefaultRoomVersion:  string(event.DefaultRoomVersion),
 		MaxRequestBodyBytes: 1 << 20,
 		ShutdownTimeout:     10 * time.Second,
@@ -216,6 +226,12 @@ func (c *Config) validate() error {
 		return keyError("default_room_version", "%v", err)
 	}
 	if err := c.Media.validate(); err != nil {
+		return err
+	}
+	if (c.TLS.CACert == "") != (c.TLS.CAKey == "") {
+		return keyError("tls.ca_cert", "tls.ca_cert and tls.ca_key must be set together")
+	}
+	if err := c.Federation.validate(c.ServerName); err != nil {
 		return err
 	}
 	if c.MaxRequestBodyBytes < 65536 {

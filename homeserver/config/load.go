@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"io"
@@ -130,11 +131,17 @@ func structFields(t reflect.Type) map[string]int {
 	return m
 }
 
-var durationType = reflect.TypeOf(time.Duration(0))
+var (
+	durationType        = reflect.TypeOf(time.Duration(0))
+	textUnmarshalerType = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
+)
 
 // setScalar parses s into v according to v's type.
 func setScalar(v reflect.Value, s string) error {
 	switch {
+	case v.CanAddr() && v.Addr().Type().Implements(textUnmarshalerType):
+		// Types with their own text form (lists of structures, say).
+		return v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s))
 	case v.Type() == durationType:
 		d, err := time.ParseDuration(s)
 		if err != nil {

@@ -27,9 +27,10 @@ type Server struct {
 	// FederationAddr is the host:port of the federation listener.
 	FederationAddr string
 
-	t      testing.TB
-	cancel context.CancelFunc
-	done   chan error
+	t         testing.TB
+	beforeRun func(*homeserver.Server)
+	cancel    context.CancelFunc
+	done      chan error
 }
 
 // Options adjust a test server's configuration before it starts.
@@ -40,6 +41,9 @@ type Options struct {
 	DSN string
 	// Configure may change anything else.
 	Configure func(*config.Config)
+	// BeforeRun, when set, is called with the built server before it starts
+	// serving (on every start), for tests that add routes of their own.
+	BeforeRun func(*homeserver.Server)
 }
 
 // Start starts a server and stops it when the test ends.
@@ -64,7 +68,7 @@ func Start(t testing.TB, opts Options) *Server {
 	if err := cfg.Finish(); err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Config: cfg, t: t}
+	s := &Server{Config: cfg, t: t, beforeRun: opts.BeforeRun}
 	s.start()
 	t.Cleanup(s.Stop)
 	return s
@@ -91,6 +95,9 @@ func (s *Server) start() {
 	if err != nil {
 		cancel()
 		s.t.Fatal(err)
+	}
+	if s.beforeRun != nil {
+		s.beforeRun(srv)
 	}
 	ready := make(chan struct{})
 	s.done = make(chan error, 1)

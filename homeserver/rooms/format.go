@@ -93,7 +93,7 @@ func (e *Engine) formatRow(ctx context.Context, row *storage.EventRow, viewer Vi
 		}
 		if prevID, ok := snap[storage.StateKey{Type: ev.Type(), StateKey: *ev.StateKey()}]; ok {
 			u.ReplacesState = prevID
-			if prow, err := e.db.GetEvent(ctx, prevID); err == nil {
+			if prow, err := e.db.GetAnyEvent(ctx, prevID); err == nil {
 				if pce, err := e.formatRow(ctx, prow, viewer, false); err == nil {
 					u.PrevContent, u.PrevSender = pce.Content, pce.Sender
 				}

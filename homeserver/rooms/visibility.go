@@ -122,7 +122,7 @@ func (c *visibilityChecker) filter(ctx context.Context, rows []*storage.EventRow
 // absent or unreadable). Redacted events keep the fields the visibility
 // rules need.
 func (e *Engine) contentString(ctx context.Context, eventID, field string) string {
-	row, err := e.db.GetEvent(ctx, eventID)
+	row, err := e.db.GetAnyEvent(ctx, eventID)
 	if err != nil {
 		return ""
 	}

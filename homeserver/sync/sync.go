@@ -628,7 +628,7 @@ func (s *Service) strippedState(ctx context.Context, roomID, userID, memberEvent
 			out = append(out, StrippedEvent{Content: ev.Content(), Sender: ev.Sender(), StateKey: "", Type: t})
 		}
 	}
-	if row, err := s.db.GetEvent(ctx, memberEventID); err == nil {
+	if row, err := s.db.GetAnyEvent(ctx, memberEventID); err == nil {
 		var ev struct {
 			Content json.RawMessage `json:"content"`
 		}

@@ -1,0 +1,197 @@
+package federation
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/parley-chat/parley/matrix/event"
+	"github.com/parley-chat/parley/storage"
+)
+
+// Transaction limits from the spec.
+const (
+	maxPDUsPerTxn = 50
+	maxEDUsPerTxn = 100
+)
+
+// Backoff for unreachable destinations, and catch-up after an outage.
+const (
+	minBackoff = 2 * time.Second
+	maxBackoff = 30 * time.Minute
+	// catchUpThreshold: a destination that comes back with more queued
+	// than this gets only the latest catchUpPerRoom events of each room;
+	// it fetches the rest with get_missing_events if it wants them.
+	catchUpThreshold = 200
+	catchUpPerRoom   = 10
+)
+
+// Sender delivers our events to other servers: a persisted queue per
+// destination, drained by one goroutine per destination, so that a dead
+// server never delays the others and a restart loses nothing.
+type Sender struct {
+	a   *API
+	db  *storage.DB
+	log logrus.FieldLogger
+
+	mu      sync.Mutex
+	workers map[string]*destinationWorker
+	ctx     context.Context
+}
+
+type destinationWorker struct {
+	wake chan struct{}
+}
+
+// NewSender returns a sender; Start resumes queues left by a previous run.
+func NewSender(a *API, db *storage.DB) *Sender {
+	return &Sender{a: a, db: db, log: a.cfg.Log.WithField("component", "federation-sender"), workers: map[string]*destinationWorker{}}
+}
+
+// Start resumes delivery of everything queued and runs until ctx ends.
+func (s *Sender) Start(ctx context.Context) error {
+	s.mu.Lock()
+	s.ctx = ctx
+	s.mu.Unlock()
+	dests, err := s.db.OutboundDestinations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range dests {
+		s.poke(d)
+	}
+	return nil
+}
+
+// Enqueue persists events for destinations and wakes their workers.
+func (s *Sender) Enqueue(destinations []string, evs []*event.Event) {
+	var rows []storage.OutboxEvent
+	for _, d := range destinations {
+		if d == s.a.cfg.ServerName || !s.a.policy.Allowed(d) {
+			continue
+		}
+		for _, ev := range evs {
+			rows = append(rows, storage.OutboxEvent{Destination: d, RoomID: ev.RoomID(), EventID: ev.EventID(), JSON: string(ev.JSON())})
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	if err := s.db.EnqueueOutbound(context.Background(), rows); err != nil {
+		s.log.WithError(err).Error("could not queue events for federation")
+		return
+	}
+	for _, d := range destinations {
+		s.poke(d)
+	}
+}
+
+// poke starts the destination's worker, or wakes it.
+func (s *Sender) poke(dest string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx == nil {
+		return // not started: Start will pick the queue up
+	}
+	if w, ok := s.workers[dest]; ok {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	w := &destinationWorker{wake: make(chan struct{}, 1)}
+	s.workers[dest] = w
+	go s.run(s.ctx, dest, w)
+}
+
+// run drains one destination's queue, backing off while it fails.
+func (s *Sender) run(ctx context.Context, dest string, w *destinationWorker) {
+	log := s.log.WithField("destination", dest)
+	backoff := time.Duration(0)
+	failedBefore := false
+	for {
+		if backoff > 0 {
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			if failedBefore {
+				if n, err := s.db.OutboundCount(ctx, dest); err == nil && n > catchUpThreshold {
+					log.WithField("queued", n).Info("catching up: sending only the latest events of each room")
+					_ = s.db.TrimOutbound(ctx, dest, catchUpPerRoom)
+				}
+			}
+		}
+		batch, err := s.db.PendingOutbound(ctx, dest, maxPDUsPerTxn)
+		if err != nil {
+			log.WithError(err).Error("reading the federation queue")
+			backoff = minBackoff
+			continue
+		}
+		if len(batch) == 0 {
+			// Nothing queued: stop, unless woken meanwhile.
+			s.mu.Lock()
+			select {
+			case <-w.wake:
+				s.mu.Unlock()
+				continue
+			default:
+			}
+			delete(s.workers, dest)
+			s.mu.Unlock()
+			return
+		}
+		if err := s.sendTxn(ctx, dest, batch); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = min(max(backoff*2, minBackoff), maxBackoff)
+			failedBefore = true
+			log.WithError(err).WithField("retry_in", backoff).Info("transaction failed")
+			continue
+		}
+		backoff, failedBefore = 0, false
+		if err := s.db.AckOutbound(ctx, dest, batch[len(batch)-1].Seq); err != nil {
+			log.WithError(err).Error("acknowledging sent events")
+		}
+	}
+}
+
+// sendTxn sends one transaction. The transaction ID is derived from the
+// queue position, so a retry after a lost response repeats the same ID and
+// the receiver answers it without processing it twice.
+func (s *Sender) sendTxn(ctx context.Context, dest string, batch []storage.OutboxEvent) error {
+	pdus := make([]json.RawMessage, len(batch))
+	for i, e := range batch {
+		pdus[i] = json.RawMessage(e.JSON)
+	}
+	txnID := fmt.Sprintf("%d-%d", batch[0].Seq, batch[len(batch)-1].Seq)
+	body := map[string]any{
+		"origin":           s.a.cfg.ServerName,
+		"origin_server_ts": time.Now().UnixMilli(),
+		"pdus":             pdus,
+		"edus":             []any{},
+	}
+	var resp struct {
+		PDUs map[string]struct {
+			Error string `json:"error"`
+		} `json:"pdus"`
+	}
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := s.a.client.Do(tctx, dest, "PUT", "/_matrix/federation/v1/send/"+esc(txnID), body, &resp); err != nil {
+		return err
+	}
+	for id, r := range resp.PDUs {
+		if r.Error != "" {
+			s.log.WithFields(logrus.Fields{"destination": dest, "event_id": id, "error": r.Error}).Info("destination refused an event")
+		}
+	}
+	return nil
+}
