@@ -226,7 +226,7 @@ func testKeysToDevice(t *testing.T, srv *hstest.Server) {
 	// "*" reaches every device of the user; unknown devices and remote
 	// users (no federation yet) are dropped without failing the request.
 	send("txn2", map[string]any{
-		alice1.UserID:            map[string]any{"*": map[string]any{"n": 2}, "NOSUCHDEVICE": map[string]any{"n": 99}},
+		alice1.UserID:           map[string]any{"*": map[string]any{"n": 2}, "NOSUCHDEVICE": map[string]any{"n": 99}},
 		"@carol:remote.example": map[string]any{"DEV": map[string]any{"n": 3}},
 	})
 	s3 := alice1.sync(s2["next_batch"].(string), 0)

@@ -9,11 +9,14 @@
 package federation
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -65,6 +68,31 @@ type API struct {
 	keys     *keyserver.Server
 	verifier *xmatrix.Verifier
 	authed   *mux.Router
+
+	eduMu       sync.RWMutex
+	eduHandlers map[string]EDUHandler
+}
+
+// EDUHandler processes one EDU received from origin. It must not block for
+// long: the sending server waits for the transaction's answer.
+type EDUHandler func(ctx context.Context, origin string, content json.RawMessage)
+
+// HandleEDU registers the handler of an EDU type (m.typing, m.receipt,
+// m.presence, m.device_list_update, m.direct_to_device,
+// m.signing_key_update...). Unhandled types are ignored, as the spec asks.
+func (a *API) HandleEDU(eduType string, h EDUHandler) {
+	a.eduMu.Lock()
+	defer a.eduMu.Unlock()
+	if a.eduHandlers == nil {
+		a.eduHandlers = map[string]EDUHandler{}
+	}
+	a.eduHandlers[eduType] = h
+}
+
+func (a *API) eduHandler(eduType string) EDUHandler {
+	a.eduMu.RLock()
+	defer a.eduMu.RUnlock()
+	return a.eduHandlers[eduType]
 }
 
 // New builds the federation API and its machinery.

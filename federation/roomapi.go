@@ -116,6 +116,18 @@ func (h *roomHandlers) send(w http.ResponseWriter, r *http.Request) {
 		httputil.WriteError(w, httputil.BadJSON("too many PDUs or EDUs in one transaction"))
 		return
 	}
+	for _, raw := range t.EDUs {
+		var edu struct {
+			Type    string          `json:"edu_type"`
+			Content json.RawMessage `json:"content"`
+		}
+		if json.Unmarshal(raw, &edu) != nil {
+			continue
+		}
+		if handler := h.a.eduHandler(edu.Type); handler != nil {
+			handler(ctx, o, edu.Content)
+		}
+	}
 	results := map[string]map[string]string{}
 	for _, raw := range t.PDUs {
 		evID, err := h.receivePDU(ctx, o, raw)

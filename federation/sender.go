@@ -61,10 +61,46 @@ func (s *Sender) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, d := range dests {
+	eduDests, err := s.db.EDUDestinations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range append(dests, eduDests...) {
 		s.poke(d)
 	}
 	return nil
+}
+
+// EDU is an ephemeral data unit for another server.
+type EDU struct {
+	Type    string
+	Content any
+}
+
+// EnqueueEDU persists an EDU for destinations and wakes their workers.
+// EDUs go in the same transactions as events, up to 100 per transaction.
+func (s *Sender) EnqueueEDU(destinations []string, edu EDU) {
+	content, err := json.Marshal(edu.Content)
+	if err != nil {
+		s.log.WithError(err).Error("could not encode an EDU")
+		return
+	}
+	var rows []storage.OutboxEDU
+	for _, d := range destinations {
+		if d != s.a.cfg.ServerName && s.a.policy.Allowed(d) {
+			rows = append(rows, storage.OutboxEDU{Destination: d, Type: edu.Type, Content: string(content)})
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	if err := s.db.EnqueueEDUs(context.Background(), rows); err != nil {
+		s.log.WithError(err).Error("could not queue EDUs for federation")
+		return
+	}
+	for _, r := range rows {
+		s.poke(r.Destination)
+	}
 }
 
 // Enqueue persists events for destinations and wakes their workers.
@@ -129,12 +165,16 @@ func (s *Sender) run(ctx context.Context, dest string, w *destinationWorker) {
 			}
 		}
 		batch, err := s.db.PendingOutbound(ctx, dest, maxPDUsPerTxn)
+		var edus []storage.OutboxEDU
+		if err == nil {
+			edus, err = s.db.PendingEDUs(ctx, dest, maxEDUsPerTxn)
+		}
 		if err != nil {
 			log.WithError(err).Error("reading the federation queue")
 			backoff = minBackoff
 			continue
 		}
-		if len(batch) == 0 {
+		if len(batch) == 0 && len(edus) == 0 {
 			// Nothing queued: stop, unless woken meanwhile.
 			s.mu.Lock()
 			select {
@@ -147,7 +187,7 @@ func (s *Sender) run(ctx context.Context, dest string, w *destinationWorker) {
 			s.mu.Unlock()
 			return
 		}
-		if err := s.sendTxn(ctx, dest, batch); err != nil {
+		if err := s.sendTxn(ctx, dest, batch, edus); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -157,26 +197,45 @@ func (s *Sender) run(ctx context.Context, dest string, w *destinationWorker) {
 			continue
 		}
 		backoff, failedBefore = 0, false
-		if err := s.db.AckOutbound(ctx, dest, batch[len(batch)-1].Seq); err != nil {
-			log.WithError(err).Error("acknowledging sent events")
+		if len(batch) > 0 {
+			if err := s.db.AckOutbound(ctx, dest, batch[len(batch)-1].Seq); err != nil {
+				log.WithError(err).Error("acknowledging sent events")
+			}
+		}
+		if len(edus) > 0 {
+			if err := s.db.AckEDUs(ctx, dest, edus[len(edus)-1].Seq); err != nil {
+				log.WithError(err).Error("acknowledging sent EDUs")
+			}
 		}
 	}
 }
 
 // sendTxn sends one transaction. The transaction ID is derived from the
-// queue position, so a retry after a lost response repeats the same ID and
+// queue positions, so a retry after a lost response repeats the same ID and
 // the receiver answers it without processing it twice.
-func (s *Sender) sendTxn(ctx context.Context, dest string, batch []storage.OutboxEvent) error {
+func (s *Sender) sendTxn(ctx context.Context, dest string, batch []storage.OutboxEvent, edus []storage.OutboxEDU) error {
 	pdus := make([]json.RawMessage, len(batch))
 	for i, e := range batch {
 		pdus[i] = json.RawMessage(e.JSON)
 	}
-	txnID := fmt.Sprintf("%d-%d", batch[0].Seq, batch[len(batch)-1].Seq)
+	eduList := make([]map[string]any, len(edus))
+	for i, e := range edus {
+		eduList[i] = map[string]any{"edu_type": e.Type, "content": json.RawMessage(e.Content)}
+	}
+	var first, last int64 = 0, 0
+	if len(batch) > 0 {
+		first, last = batch[0].Seq, batch[len(batch)-1].Seq
+	}
+	var eFirst, eLast int64
+	if len(edus) > 0 {
+		eFirst, eLast = edus[0].Seq, edus[len(edus)-1].Seq
+	}
+	txnID := fmt.Sprintf("%d-%d-%d-%d", first, last, eFirst, eLast)
 	body := map[string]any{
 		"origin":           s.a.cfg.ServerName,
 		"origin_server_ts": time.Now().UnixMilli(),
 		"pdus":             pdus,
-		"edus":             []any{},
+		"edus":             eduList,
 	}
 	var resp struct {
 		PDUs map[string]struct {

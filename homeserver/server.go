@@ -48,7 +48,7 @@ type Server struct {
 	Media      *media.Service
 	E2EE       *e2ee.Service
 	Federation *federation.API
-	sender     *federation.Sender
+	FederationSender *federation.Sender
 
 	tlsCert tls.Certificate
 	client  *http.Server
@@ -121,7 +121,7 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 	}
 	s.Federation.Register(fedRouter)
 	var roomFed rooms.Federation
-	roomFed, s.sender = s.Federation.Rooms(s.Rooms, db, s.Users)
+	roomFed, s.FederationSender = s.Federation.Rooms(s.Rooms, db, s.Users)
 	s.Rooms.SetFederation(roomFed)
 	s.fed = &http.Server{
 		// A transaction may carry 50 events of up to 64 KiB each.
@@ -204,7 +204,7 @@ func (s *Server) Run(ctx context.Context, ready Listening) error {
 		ready(cl.Addr(), fl.Addr())
 	}
 
-	if err := s.sender.Start(ctx); err != nil {
+	if err := s.FederationSender.Start(ctx); err != nil {
 		cl.Close()
 		fl.Close()
 		return fmt.Errorf("federation sender: %w", err)

@@ -242,7 +242,7 @@ func (db *DB) LocalDeviceKeysOf(ctx context.Context, userID, localpart string, d
 func (db *DB) ClaimKey(ctx context.Context, userID, deviceID, algorithm string) (keyID, keyJSON string, fallback, found bool, err error) {
 	err = db.QueryRowContext(ctx, `DELETE FROM e2e_one_time_keys WHERE id IN (
 			SELECT id FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3
-			ORDER BY id LIMIT 1`+db.rowLock("")+`)
+			ORDER BY id LIMIT 1`+db.rowLock(" FOR UPDATE SKIP LOCKED")+`)
 		RETURNING key_id, key_json`, userID, deviceID, algorithm).Scan(&keyID, &keyJSON)
 	if err == nil {
 		return keyID, keyJSON, false, true, nil

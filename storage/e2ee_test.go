@@ -2,10 +2,12 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/storage/storagetest"
 )
@@ -23,6 +25,23 @@ func e2eEngines(t *testing.T, fn func(t *testing.T, db *DB)) {
 			t.Cleanup(func() { db.Close() })
 			fn(t, db)
 		})
+	}
+}
+
+// warmPool opens n connections and returns them to the pool idle, so that
+// concurrent statements start together instead of one per new connection.
+func warmPool(t *testing.T, db *DB, n int) {
+	t.Helper()
+	var conns []*sql.Conn
+	for range n {
+		c, err := db.Conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Close()
 	}
 }
 
@@ -51,6 +70,7 @@ func TestClaimKeyConcurrently(t *testing.T) {
 		if err != nil || counts["signed_curve25519"] != keys {
 			t.Fatalf("upload: %v %v", counts, err)
 		}
+		warmPool(t, db, 32)
 		var (
 			mu    sync.Mutex
 			got   = map[string]int{}
@@ -102,6 +122,62 @@ func TestClaimKeyConcurrently(t *testing.T) {
 		}
 		if types, _ := db.UnusedFallbackKeyTypes(ctx, user, "DEV"); len(types) != 1 {
 			t.Errorf("new fallback key: %v", types)
+		}
+	})
+}
+
+// TestClaimKeyBesideOpenClaim holds one claim's transaction open and
+// checks that another claim gets the next key: on PostgreSQL without
+// waiting (SKIP LOCKED), on SQLite after the first commits. A claim that
+// queued behind the first for the same row would find it gone and hand
+// out the fallback key although keys are left.
+func TestClaimKeyBesideOpenClaim(t *testing.T) {
+	ctx := context.Background()
+	e2eEngines(t, func(t *testing.T, db *DB) {
+		e2eDevice(t, db, "alice", "DEV")
+		const user = "@alice:test"
+		up := KeyUpload{UserID: user, Localpart: "alice", DeviceID: "DEV",
+			OneTimeKeys:  []OneTimeKey{{Algorithm: "signed_curve25519", KeyID: "A", JSON: `"a"`}, {Algorithm: "signed_curve25519", KeyID: "B", JSON: `"b"`}},
+			FallbackKeys: []OneTimeKey{{Algorithm: "signed_curve25519", KeyID: "FB", JSON: `"fb"`}}}
+		if _, _, err := db.UploadE2EKeys(ctx, up); err != nil {
+			t.Fatal(err)
+		}
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var first string
+		if err := tx.QueryRowContext(ctx, `DELETE FROM e2e_one_time_keys WHERE id IN (
+			SELECT id FROM e2e_one_time_keys WHERE user_id = $1 ORDER BY id LIMIT 1`+db.rowLock(" FOR UPDATE SKIP LOCKED")+`)
+			RETURNING key_id`, user).Scan(&first); err != nil || first != "A" {
+			t.Fatalf("open claim: %q %v", first, err)
+		}
+		type result struct {
+			id       string
+			fallback bool
+			err      error
+		}
+		done := make(chan result, 1)
+		go func() {
+			id, _, fb, _, err := db.ClaimKey(ctx, user, "DEV", "signed_curve25519")
+			done <- result{id, fb, err}
+		}()
+		var r result
+		select {
+		case r = <-done:
+		case <-time.After(500 * time.Millisecond):
+			// SQLite: the open transaction holds the write lock.
+			if db.Engine() == "postgres" {
+				t.Error("the claim waited for the other claim's transaction")
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			r = <-done
+		}
+		_ = tx.Commit()
+		if r.err != nil || r.fallback || r.id != "B" {
+			t.Fatalf("claim beside an open claim: %+v", r)
 		}
 	})
 }

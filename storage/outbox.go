@@ -97,3 +97,54 @@ func (db *DB) StoreInboundTxn(ctx context.Context, origin, txnID, response strin
 		ON CONFLICT (origin, txn_id) DO NOTHING`, origin, txnID, response, time.Now().UnixMilli())
 	return err
 }
+
+// OutboxEDU is an EDU queued for one destination.
+type OutboxEDU struct {
+	Seq         int64
+	Destination string
+	Type        string
+	Content     string
+}
+
+// EnqueueEDUs queues EDUs, in one transaction.
+func (db *DB) EnqueueEDUs(ctx context.Context, edus []OutboxEDU) error {
+	return db.WithTx(ctx, func(tx *Tx) error {
+		for _, e := range edus {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO federation_edu_outbox (destination, edu_type, content) VALUES ($1, $2, $3)`,
+				e.Destination, e.Type, e.Content); err != nil {
+				return fmt.Errorf("storage: enqueue EDU: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// PendingEDUs returns up to limit queued EDUs for a destination, oldest first.
+func (db *DB) PendingEDUs(ctx context.Context, destination string, limit int) ([]OutboxEDU, error) {
+	rows, err := db.QueryContext(ctx, `SELECT seq, destination, edu_type, content FROM federation_edu_outbox
+		WHERE destination = $1 ORDER BY seq LIMIT $2`, destination, limit)
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	defer rows.Close()
+	var out []OutboxEDU
+	for rows.Next() {
+		var e OutboxEDU
+		if err := rows.Scan(&e.Seq, &e.Destination, &e.Type, &e.Content); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// AckEDUs removes a destination's queued EDUs up to seq.
+func (db *DB) AckEDUs(ctx context.Context, destination string, seq int64) error {
+	_, err := db.ExecContext(ctx, `DELETE FROM federation_edu_outbox WHERE destination = $1 AND seq <= $2`, destination, seq)
+	return err
+}
+
+// EDUDestinations lists destinations with queued EDUs.
+func (db *DB) EDUDestinations(ctx context.Context) ([]string, error) {
+	return queryStrings(ctx, db, `SELECT DISTINCT destination FROM federation_edu_outbox`)
+}

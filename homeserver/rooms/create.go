@@ -223,6 +223,9 @@ func (e *Engine) CreateRoom(ctx context.Context, req CreateRequest) (roomID stri
 	e.rooms[roomID] = r
 	e.mu.Unlock()
 	go r.run()
+	for i, b := range all {
+		e.emit(b.ev, pos-int64(len(all))+1+int64(i))
+	}
 	r.notify(all, pos)
 
 	if req.Visibility == "public" {

@@ -62,8 +62,9 @@ type Config struct {
 
 // Engine owns every room's sequencer.
 type Engine struct {
-	cfg   Config
-	fed   Federation // nil: local rooms only
+	cfg       Config
+	fed       Federation // nil: local rooms only
+	listeners []Listener
 	db    *storage.DB
 	mu    sync.Mutex
 	rooms map[string]*room
@@ -196,4 +197,20 @@ func (e *Engine) CurrentStateEvent(ctx context.Context, roomID, eventType, state
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.state[storage.StateKey{Type: eventType, StateKey: stateKey}], nil
+}
+
+// Listener is told of every event added to a room's timeline, local or
+// remote, after it is committed, in order within each room. Listeners run
+// on the room's sequencer: they must be quick (queue work elsewhere) and
+// must not call back into the room.
+type Listener func(ev *event.Event, streamPos int64)
+
+// AddListener registers a listener (push rules, application services,
+// relations...). Register before the server starts serving.
+func (e *Engine) AddListener(l Listener) { e.listeners = append(e.listeners, l) }
+
+func (e *Engine) emit(ev *event.Event, pos int64) {
+	for _, l := range e.listeners {
+		l(ev, pos)
+	}
 }

@@ -425,6 +425,7 @@ func (r *room) persistRemote(ctx context.Context, ev *event.Event, stateBefore s
 	r.state, r.snapshot, r.extremities = loaded, headSnapshot, newExt
 	r.depth = max(r.depth, ev.Depth())
 	r.mu.Unlock()
+	r.e.emit(ev, pos)
 	r.notify([]built{{ev: ev}}, pos)
 	return nil
 }

@@ -279,6 +279,7 @@ func (e *Engine) storeJoinedRoom(ctx context.Context, version event.RoomVersion,
 		go r.run()
 	}
 	e.mu.Unlock()
+	e.emit(join, pos)
 	r.notify([]built{{ev: join}}, pos)
 	return nil
 }

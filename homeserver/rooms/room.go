@@ -225,6 +225,10 @@ func (r *room) process(batch []*request) {
 		req.done <- result{events: evs, pos: pos}
 		i += n
 	}
+	first := pos - int64(len(all)) + 1
+	for i, b := range all {
+		r.e.emit(b.ev, first+int64(i))
+	}
 	r.notify(all, pos)
 	out := make([]*event.Event, 0, len(all))
 	for _, b := range all {
