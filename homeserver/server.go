@@ -189,6 +189,14 @@ type Listening func(client, federation net.Addr)
 // shutdown timeout, and closes the database.
 func (s *Server) Run(ctx context.Context, ready Listening) error {
 	defer s.DB.Close()
+	// Resume queued federation traffic first; a stop requested meanwhile
+	// is an ordinary shutdown, not a failure.
+	if err := s.FederationSender.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("federation sender: %w", err)
+	}
 	cl, err := net.Listen("tcp", s.cfg.ListenClient)
 	if err != nil {
 		return fmt.Errorf("client API: %w", err)
@@ -204,11 +212,6 @@ func (s *Server) Run(ctx context.Context, ready Listening) error {
 		ready(cl.Addr(), fl.Addr())
 	}
 
-	if err := s.FederationSender.Start(ctx); err != nil {
-		cl.Close()
-		fl.Close()
-		return fmt.Errorf("federation sender: %w", err)
-	}
 	errs := make(chan error, 2)
 	go func() { errs <- s.client.Serve(cl) }()
 	go func() { errs <- s.fed.ServeTLS(fl, "", "") }()

@@ -448,25 +448,39 @@ func (db *DB) DeviceListsChangedBetween(ctx context.Context, userID string, from
 // (from, to] for the device lists of userID: joined lists the users who
 // share a room with userID that they or userID joined in the range; left
 // lists the users who shared a room with userID that they or userID left in
-// the range and who share no room with userID any more. Both are joined
-// memberships on each side.
+// the range and who share no room with userID any more. Sharing means both
+// joined.
+//
+// Every incremental /sync asks this, so the queries start from the
+// membership events of the range (a range scan of the events' stream
+// positions, usually a handful of rows) or from userID's own membership
+// changes, never from all members of all of userID's rooms.
 func (db *DB) SharedRoomChanges(ctx context.Context, userID string, from, to int64) (joined, left []string, err error) {
-	joined, err = queryStrings(ctx, db, `SELECT DISTINCT o.user_id FROM room_memberships me
-		JOIN room_memberships o ON o.room_id = me.room_id
-		WHERE me.user_id = $1 AND o.user_id <> $1 AND me.membership = 'join' AND o.membership = 'join'
-			AND ((me.stream_pos > $2 AND me.stream_pos <= $3) OR (o.stream_pos > $2 AND o.stream_pos <= $3))
-		ORDER BY o.user_id`, userID, from, to)
+	joined, err = queryStrings(ctx, db, `SELECT DISTINCT o.user_id FROM events e
+			JOIN room_memberships me ON me.room_id = e.room_id AND me.user_id = $1 AND me.membership = 'join'
+			JOIN room_memberships o ON o.room_id = e.room_id AND o.user_id = e.state_key AND o.membership = 'join'
+			WHERE e.stream_pos > $2 AND e.stream_pos <= $3 AND e.type = 'm.room.member' AND e.state_key <> $1
+		UNION
+		SELECT o.user_id FROM room_memberships me
+			JOIN room_memberships o ON o.room_id = me.room_id AND o.membership = 'join' AND o.user_id <> $1
+			WHERE me.user_id = $1 AND me.membership = 'join' AND me.stream_pos > $2 AND me.stream_pos <= $3
+		ORDER BY 1`, userID, from, to)
 	if err != nil {
 		return nil, nil, err
 	}
-	left, err = queryStrings(ctx, db, `SELECT DISTINCT o.user_id FROM room_memberships me
-		JOIN room_memberships o ON o.room_id = me.room_id
-		WHERE me.user_id = $1 AND o.user_id <> $1
-			AND ((me.membership IN ('leave', 'ban') AND me.stream_pos > $2 AND me.stream_pos <= $3)
-				OR (o.membership IN ('leave', 'ban') AND o.stream_pos > $2 AND o.stream_pos <= $3))
-			AND NOT EXISTS (SELECT 1 FROM room_memberships a JOIN room_memberships b ON b.room_id = a.room_id
-				WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = o.user_id AND b.membership = 'join')
-		ORDER BY o.user_id`, userID, from, to)
+	left, err = queryStrings(ctx, db, `SELECT c.user_id FROM (
+			SELECT o.user_id FROM events e
+				JOIN room_memberships me ON me.room_id = e.room_id AND me.user_id = $1
+				JOIN room_memberships o ON o.room_id = e.room_id AND o.user_id = e.state_key AND o.membership IN ('leave', 'ban')
+				WHERE e.stream_pos > $2 AND e.stream_pos <= $3 AND e.type = 'm.room.member' AND e.state_key <> $1
+			UNION
+			SELECT o.user_id FROM room_memberships me
+				JOIN room_memberships o ON o.room_id = me.room_id AND o.user_id <> $1
+				WHERE me.user_id = $1 AND me.membership IN ('leave', 'ban') AND me.stream_pos > $2 AND me.stream_pos <= $3
+		) c
+		WHERE NOT EXISTS (SELECT 1 FROM room_memberships a JOIN room_memberships b ON b.room_id = a.room_id
+			WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = c.user_id AND b.membership = 'join')
+		ORDER BY 1`, userID, from, to)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -221,7 +221,7 @@ func TestFirstStartServeAndStop(t *testing.T) {
 		t.Fatal("second start replaced the signing key or certificate")
 	}
 	if err := p.stop(syscall.SIGINT); err != nil {
-		t.Fatalf("SIGINT: exit %v, want 0", err)
+		t.Fatalf("SIGINT: exit %v, want 0\n%s", err, p.logs)
 	}
 }
 
