@@ -65,10 +65,12 @@ type Engine struct {
 	cfg       Config
 	fed       Federation // nil: local rooms only
 	listeners []Listener
-	db    *storage.DB
-	mu    sync.Mutex
-	rooms map[string]*room
-	now   func() time.Time
+	// aggregator adds bundled aggregations when events are served.
+	aggregator Aggregator
+	db         *storage.DB
+	mu         sync.Mutex
+	rooms      map[string]*room
+	now        func() time.Time
 }
 
 // New returns a room engine.

@@ -34,7 +34,17 @@ type Unsigned struct {
 	ReplacesState   string          `json:"replaces_state,omitempty"`
 	RedactedBecause *ClientEvent    `json:"redacted_because,omitempty"`
 	Membership      string          `json:"membership,omitempty"`
+	// Relations holds the bundled aggregations (edits, threads,
+	// references) that an Aggregator adds.
+	Relations json.RawMessage `json:"m.relations,omitempty"`
 }
+
+// Aggregator adds bundled aggregations to events about to be served to a
+// viewer (relations are indexed elsewhere; the engine only calls it).
+type Aggregator func(ctx context.Context, viewer Viewer, evs []*ClientEvent) error
+
+// SetAggregator installs the aggregator; set it before serving.
+func (e *Engine) SetAggregator(a Aggregator) { e.aggregator = a }
 
 // Viewer is who a formatted event is for: the sender's own device sees the
 // transaction ID of its request.
@@ -52,6 +62,11 @@ func (e *Engine) FormatRows(ctx context.Context, rows []*storage.EventRow, viewe
 			return nil, err
 		}
 		out = append(out, ce)
+	}
+	if e.aggregator != nil && len(out) > 0 {
+		if err := e.aggregator(ctx, viewer, out); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
