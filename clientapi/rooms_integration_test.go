@@ -26,7 +26,7 @@ func init() { users.UseMinimumBcryptCostForTests() }
 
 // roomUser registers a user on srv with the m.login.dummy flow and returns
 // a logged-in mautrix client.
-func roomUser(t *testing.T, srv *hstest.Server, name string) *mautrix.Client {
+func roomUser(t testing.TB, srv *hstest.Server, name string) *mautrix.Client {
 	t.Helper()
 	cli, err := mautrix.NewClient(srv.ClientURL, "", "")
 	if err != nil {

@@ -37,17 +37,17 @@ const Version = "0.1.0-dev"
 
 // Server is one running homeserver.
 type Server struct {
-	cfg        *config.Config
-	log        logrus.FieldLogger
-	DB         *storage.DB
-	SigningKey *keys.SigningKey
-	Users      *users.Service
-	Rooms      *rooms.Engine
-	Sync       *sync.Service
-	Notifier   *sync.Notifier
-	Media      *media.Service
-	E2EE       *e2ee.Service
-	Federation *federation.API
+	cfg              *config.Config
+	log              logrus.FieldLogger
+	DB               *storage.DB
+	SigningKey       *keys.SigningKey
+	Users            *users.Service
+	Rooms            *rooms.Engine
+	Sync             *sync.Service
+	Notifier         *sync.Notifier
+	Media            *media.Service
+	E2EE             *e2ee.Service
+	Federation       *federation.API
 	FederationSender *federation.Sender
 
 	tlsCert tls.Certificate

@@ -315,7 +315,9 @@ func (s *Service) queryRemote(ctx context.Context, viewer string, servers map[st
 		}
 		return
 	}
-	ctx, cancel := remoteContext(ctx, timeout)
+	// The timeout bounds the remote servers only, not the local look-ups
+	// after them.
+	rctx, cancel := remoteContext(ctx, timeout)
 	defer cancel()
 	var (
 		mu sync.Mutex
@@ -326,7 +328,7 @@ func (s *Service) queryRemote(ctx context.Context, viewer string, servers map[st
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := rk.QueryKeys(ctx, server, users)
+			res, err := rk.QueryKeys(rctx, server, users)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -421,7 +423,7 @@ func (s *Service) ClaimKeys(ctx context.Context, oneTimeKeys map[string]map[stri
 		}
 		return resp, nil
 	}
-	ctx, cancel := remoteContext(ctx, timeout)
+	rctx, cancel := remoteContext(ctx, timeout)
 	defer cancel()
 	var (
 		mu sync.Mutex
@@ -431,7 +433,7 @@ func (s *Service) ClaimKeys(ctx context.Context, oneTimeKeys map[string]map[stri
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := rk.ClaimKeys(ctx, server, users)
+			res, err := rk.ClaimKeys(rctx, server, users)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
