@@ -22,14 +22,15 @@ func (s *Server) buildRooms(ctx context.Context) (clientapi.RoomServices, error)
 	positions := stream.New(last)
 	s.Notifier = sync.NewNotifier(positions)
 	s.Rooms = rooms.New(rooms.Config{
-		DB:                 s.DB,
-		ServerName:         s.cfg.ServerName,
-		SigningKey:         s.SigningKey,
-		Positions:          positions,
-		Notifier:           s.Notifier,
-		Profiles:           s.profileLookup,
-		DefaultRoomVersion: event.RoomVersion(s.cfg.DefaultRoomVersion),
-		Log:                s.log.WithField("component", "rooms"),
+		DB:                  s.DB,
+		ServerName:          s.cfg.ServerName,
+		SigningKey:          s.SigningKey,
+		Positions:           positions,
+		Notifier:            s.Notifier,
+		Profiles:            s.profileLookup,
+		DefaultRoomVersion:  event.RoomVersion(s.cfg.DefaultRoomVersion),
+		EncryptPrivateRooms: s.cfg.Encryption.EncryptPrivateRooms,
+		Log:                 s.log.WithField("component", "rooms"),
 	})
 	s.Sync = sync.New(s.Rooms, positions, s.Notifier, accountDataStream{s.Users})
 	s.buildE2EE()

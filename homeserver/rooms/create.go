@@ -152,6 +152,10 @@ func (e *Engine) CreateRoom(ctx context.Context, req CreateRequest) (roomID stri
 		Proto{Type: "m.room.history_visibility", StateKey: strp(""), Sender: creator, Content: mustJSON(map[string]string{"history_visibility": history})},
 		Proto{Type: "m.room.guest_access", StateKey: strp(""), Sender: creator, Content: mustJSON(map[string]string{"guest_access": guest})},
 	)
+	if e.cfg.EncryptPrivateRooms && preset != "public_chat" {
+		protos = append(protos, Proto{Type: "m.room.encryption", StateKey: strp(""), Sender: creator,
+			Content: mustJSON(map[string]string{"algorithm": "m.megolm.v1.aes-sha2"})})
+	}
 	// initial_state overrides the preset's events of the same type and key.
 	for _, s := range req.InitialState {
 		if s.Type == "" || s.Type == "m.room.create" || s.Type == "m.room.member" || s.Type == "m.room.power_levels" {

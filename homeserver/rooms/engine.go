@@ -57,7 +57,10 @@ type Config struct {
 	Notifier           Notifier
 	Profiles           ProfileLookup
 	DefaultRoomVersion event.RoomVersion
-	Log                logrus.FieldLogger
+	// EncryptPrivateRooms turns on Megolm encryption in every new private
+	// room and direct chat, as organisations usually want.
+	EncryptPrivateRooms bool
+	Log                 logrus.FieldLogger
 }
 
 // Engine owns every room's sequencer.

@@ -20,9 +20,12 @@ import (
 )
 
 type env struct {
-	db     *storage.DB
-	engine *rooms.Engine
-	sync   *sync.Service
+	db        *storage.DB
+	engine    *rooms.Engine
+	sync      *sync.Service
+	key       *keys.SigningKey
+	positions *stream.Positions
+	log       *logrus.Logger
 }
 
 func newEnv(t *testing.T, dsn string) *env {
@@ -46,7 +49,7 @@ func newEnv(t *testing.T, dsn string) *env {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	eng := rooms.New(rooms.Config{DB: db, ServerName: "test.local", SigningKey: key, Positions: pos, Notifier: n, Log: log})
-	return &env{db: db, engine: eng, sync: sync.New(eng, pos, n, nil)}
+	return &env{db: db, engine: eng, sync: sync.New(eng, pos, n, nil), key: key, positions: pos, log: log}
 }
 
 func text(body string) json.RawMessage {
@@ -225,3 +228,26 @@ func testRoomLifecycle(t *testing.T, env *env, version string) {
 }
 
 func roomVersion(v string) event.RoomVersion { return event.RoomVersion(v) }
+
+func TestEncryptPrivateRoomsByDefault(t *testing.T) {
+	env := newEnv(t, storagetest.SQLite(t))
+	ctx := context.Background()
+	alice := "@alice:test.local"
+	// newEnv builds the engine without the option; build one with it.
+	engine := rooms.New(rooms.Config{DB: env.db, ServerName: "test.local", SigningKey: env.key, Positions: env.positions,
+		Log: env.log, EncryptPrivateRooms: true})
+	private, err := engine.CreateRoom(ctx, rooms.CreateRequest{Creator: alice, Preset: "private_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	public, err := engine.CreateRoom(ctx, rooms.CreateRequest{Creator: alice, Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, _ := engine.CurrentStateEvent(ctx, private, "m.room.encryption", ""); ev == nil {
+		t.Fatal("private room created without encryption")
+	}
+	if ev, _ := engine.CurrentStateEvent(ctx, public, "m.room.encryption", ""); ev != nil {
+		t.Fatal("public room encrypted")
+	}
+}
