@@ -223,3 +223,44 @@ func (db *DB) RoomsChangedBetween(ctx context.Context, from, to int64) (map[stri
 	}
 	return out, rows.Err()
 }
+
+// TxnKey identifies a client's send request.
+type TxnKey struct {
+	User, Device, TxnID string
+}
+
+// EventIDsByTxn returns the events already created by any of the given
+// requests, in one query: the sequencer checks a whole batch at once.
+func (db *DB) EventIDsByTxn(ctx context.Context, keys []TxnKey) (map[TxnKey]string, error) {
+	out := map[TxnKey]string{}
+	for len(keys) > 0 {
+		n := min(len(keys), 300)
+		var q strings.Builder
+		q.WriteString(`SELECT txn_user, txn_device, txn_id, event_id FROM events WHERE (txn_user, txn_device, txn_id) IN (`)
+		args := make([]any, 0, 3*n)
+		for i, k := range keys[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(" + placeholders(3*i+1, 3) + ")")
+			args = append(args, k.User, k.Device, k.TxnID)
+		}
+		q.WriteString(")")
+		rows, err := db.QueryContext(ctx, q.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("storage: %w", err)
+		}
+		for rows.Next() {
+			var k TxnKey
+			var id string
+			if err := rows.Scan(&k.User, &k.Device, &k.TxnID, &id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[k] = id
+		}
+		rows.Close()
+		keys = keys[n:]
+	}
+	return out, nil
+}

@@ -167,6 +167,26 @@ func (r *room) process(batch []*request) {
 	}
 	r.mu.RUnlock()
 
+	batch, dups, err := r.dedupeTxns(batch)
+	// answers records what each request was told, so that a repeat of a
+	// request in the same batch gets the same answer.
+	answers := map[*request]result{}
+	answer := func(req *request, res result) {
+		answers[req] = res
+		req.done <- res
+	}
+	defer func() {
+		for dup, first := range dups {
+			dup.done <- answers[first]
+		}
+	}()
+	if err != nil {
+		for _, req := range batch {
+			answer(req, result{err: err})
+		}
+		return
+	}
+
 	var all []built
 	var accepted []*request
 	counts := map[*request]int{}
@@ -184,7 +204,7 @@ func (r *room) process(batch []*request) {
 			evs = append(evs, b)
 		}
 		if err != nil {
-			req.done <- result{err: err}
+			answer(req, result{err: err})
 			continue
 		}
 		h = trial
@@ -199,7 +219,7 @@ func (r *room) process(batch []*request) {
 	if err != nil {
 		r.e.cfg.Log.WithError(err).WithField("room_id", r.id).Error("persisting events failed")
 		for _, req := range accepted {
-			req.done <- result{err: err}
+			answer(req, result{err: err})
 		}
 		if r.e.cfg.Notifier != nil {
 			// The abandoned positions may have been holding back other
@@ -222,7 +242,7 @@ func (r *room) process(batch []*request) {
 		for j := range evs {
 			evs[j] = all[i+j].ev
 		}
-		req.done <- result{events: evs, pos: pos}
+		answer(req, result{events: evs, pos: pos})
 		i += n
 	}
 	first := pos - int64(len(all)) + 1
@@ -458,3 +478,70 @@ func (r *room) notify(all []built, pos int64) {
 
 // errorf formats an internal error.
 func errorf(format string, args ...any) error { return fmt.Errorf("rooms: "+format, args...) }
+
+// txnKey is the client transaction of a single-event request, if any.
+func txnKey(req *request) (storage.TxnKey, bool) {
+	if len(req.protos) != 1 || req.protos[0].Txn == nil {
+		return storage.TxnKey{}, false
+	}
+	t := req.protos[0].Txn
+	return storage.TxnKey{User: t.UserID, Device: t.DeviceID, TxnID: t.TxnID}, true
+}
+
+// dedupeTxns makes /send idempotent for a whole batch with one query:
+// requests whose transaction was persisted before are answered with that
+// event at once; a repeat of a request in the same batch waits for the
+// first's answer (dups maps each repeat to its first). What is left to
+// build is returned.
+func (r *room) dedupeTxns(batch []*request) ([]*request, map[*request]*request, error) {
+	var keys []storage.TxnKey
+	for _, req := range batch {
+		if k, ok := txnKey(req); ok {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return batch, nil, nil
+	}
+	existing, err := r.e.db.EventIDsByTxn(context.Background(), keys)
+	if err != nil {
+		return batch, nil, err
+	}
+	first := map[storage.TxnKey]*request{}
+	dups := map[*request]*request{}
+	rest := batch[:0:0]
+	for _, req := range batch {
+		k, ok := txnKey(req)
+		if !ok {
+			rest = append(rest, req)
+			continue
+		}
+		if id, done := existing[k]; done {
+			req.done <- r.earlierResult(id)
+			continue
+		}
+		if f, seen := first[k]; seen {
+			dups[req] = f
+			continue
+		}
+		first[k] = req
+		rest = append(rest, req)
+	}
+	return rest, dups, nil
+}
+
+// earlierResult answers a retried request with the event it created.
+func (r *room) earlierResult(eventID string) result {
+	row, err := r.e.db.GetEvent(context.Background(), eventID)
+	if err != nil {
+		return result{err: err}
+	}
+	if row.RoomID != r.id {
+		return result{err: wrapf(ErrBadRequest, "transaction ID %q was already used in another room", row.TxnID)}
+	}
+	ev, err := event.NewEventFromTrustedJSONWithEventID(row.EventID, []byte(row.JSON), r.version)
+	if err != nil {
+		return result{err: err}
+	}
+	return result{events: []*event.Event{ev}, pos: row.StreamPos}
+}

@@ -13,12 +13,8 @@ import (
 // Send persists one event from a local user and returns it. With a Txn, a
 // repeated request returns the event of the first one (also across
 // restarts) instead of sending again.
+// The transaction check happens in the sequencer, for a whole batch at once.
 func (e *Engine) Send(ctx context.Context, roomID string, p Proto) (*event.Event, error) {
-	if p.Txn != nil {
-		if ev, err := e.eventByTxn(ctx, roomID, p.Txn); err != nil || ev != nil {
-			return ev, err
-		}
-	}
 	r, err := e.room(ctx, roomID)
 	if err != nil {
 		return nil, err

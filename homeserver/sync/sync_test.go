@@ -251,3 +251,49 @@ func TestEncryptPrivateRoomsByDefault(t *testing.T) {
 		t.Fatal("public room encrypted")
 	}
 }
+
+func TestConcurrentRetriesOfOneTransaction(t *testing.T) {
+	for _, e := range storagetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			env := newEnv(t, e.DSN)
+			ctx := context.Background()
+			alice := "@alice:test.local"
+			roomID, err := env.engine.CreateRoom(ctx, rooms.CreateRequest{Creator: alice})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := make(chan string, 20)
+			for i := 0; i < 20; i++ {
+				go func() {
+					ev, err := env.engine.Send(ctx, roomID, rooms.Proto{Type: "m.room.message", Sender: alice, Content: text("once"),
+						Txn: &rooms.Txn{UserID: alice, DeviceID: "D", TxnID: "same"}})
+					if err != nil {
+						t.Error(err)
+						ids <- ""
+						return
+					}
+					ids <- ev.EventID()
+				}()
+			}
+			first := <-ids
+			for i := 1; i < 20; i++ {
+				if id := <-ids; id != first {
+					t.Fatalf("retries gave %s and %s", first, id)
+				}
+			}
+			page, err := env.engine.Messages(ctx, rooms.MessagesRequest{Viewer: rooms.Viewer{UserID: alice}, RoomID: roomID, From: -1, To: -1, Backwards: true, Limit: 50})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, ev := range page.Chunk {
+				if ev.Type == "m.room.message" {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Fatalf("%d messages stored for one transaction", n)
+			}
+		})
+	}
+}
