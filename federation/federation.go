@@ -71,6 +71,10 @@ type API struct {
 
 	eduMu       sync.RWMutex
 	eduHandlers map[string]EDUHandler
+
+	// sender is set by Rooms; inbound requests tell it who is up.
+	senderMu sync.RWMutex
+	sender   *Sender
 }
 
 // EDUHandler processes one EDU received from origin. It must not block for
@@ -155,7 +159,23 @@ func (a *API) Register(r *mux.Router) {
 	// A subrouter without matchers of its own: its routes take full paths,
 	// and a request matching none of them falls through to r's 404.
 	a.authed = r.NewRoute().Subrouter()
-	a.authed.Use(a.verifier.Middleware)
+	a.authed.Use(a.verifier.Middleware, a.heardFrom)
+}
+
+// heardFrom notes every authenticated request's origin as alive, so that
+// our queue for it is retried at once instead of at the end of a backoff.
+func (a *API) heardFrom(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o, ok := xmatrix.Origin(r.Context()); ok {
+			a.senderMu.RLock()
+			s := a.sender
+			a.senderMu.RUnlock()
+			if s != nil {
+				s.Alive(o)
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Authenticated is the router for federation endpoints that require

@@ -43,6 +43,9 @@ func (a *API) Rooms(engine *rooms.Engine, db *storage.DB, accounts *users.Servic
 	r.HandleFunc("/_matrix/federation/v1/query/directory", h.queryDirectory).Methods(http.MethodGet)
 	r.HandleFunc("/_matrix/federation/v1/query/profile", h.queryProfile).Methods(http.MethodGet)
 	sender := NewSender(a, db)
+	a.senderMu.Lock()
+	a.sender = sender
+	a.senderMu.Unlock()
 	return &roomClient{a: a, sender: sender}, sender
 }
 

@@ -45,6 +45,8 @@ type Sender struct {
 
 type destinationWorker struct {
 	wake chan struct{}
+	// alive cuts a backoff short: the destination was just heard from.
+	alive chan struct{}
 }
 
 // NewSender returns a sender; Start resumes queues left by a previous run.
@@ -140,9 +142,24 @@ func (s *Sender) poke(dest string) {
 		}
 		return
 	}
-	w := &destinationWorker{wake: make(chan struct{}, 1)}
+	w := &destinationWorker{wake: make(chan struct{}, 1), alive: make(chan struct{}, 1)}
 	s.workers[dest] = w
 	go s.run(s.ctx, dest, w)
+}
+
+// Alive tells the sender that dest has just made a request to us: a
+// destination we were backing off from is up again, so its queue is
+// retried now rather than when the backoff ends (after a restart or an
+// outage that would otherwise cost up to maxBackoff of delay).
+func (s *Sender) Alive(dest string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w, ok := s.workers[dest]; ok {
+		select {
+		case w.alive <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // run drains one destination's queue, backing off while it fails.
@@ -152,9 +169,13 @@ func (s *Sender) run(ctx context.Context, dest string, w *destinationWorker) {
 	failedBefore := false
 	for {
 		if backoff > 0 {
+			timer := time.NewTimer(backoff)
 			select {
-			case <-time.After(backoff):
+			case <-timer.C:
+			case <-w.alive:
+				timer.Stop()
 			case <-ctx.Done():
+				timer.Stop()
 				return
 			}
 			if failedBefore {

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -47,25 +48,37 @@ func (db *DB) GetRoom(ctx context.Context, roomID string) (*Room, error) {
 }
 
 // SetRoomHead moves a room's current state and depth, and replaces its
-// forward extremities.
+// forward extremities, in one statement.
 func SetRoomHead(ctx context.Context, tx Execer, roomID string, snapshot, depth int64, extremities []string) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE rooms SET current_snapshot = $1, depth = $2 WHERE room_id = $3`, snapshot, depth, roomID); err != nil {
-		return fmt.Errorf("storage: set room head: %w", err)
+	if extremities == nil {
+		extremities = []string{}
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM room_forward_extremities WHERE room_id = $1`, roomID); err != nil {
-		return fmt.Errorf("storage: set room head: %w", err)
+	ext, err := json.Marshal(extremities)
+	if err != nil {
+		return err
 	}
-	for _, id := range extremities {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO room_forward_extremities (room_id, event_id) VALUES ($1, $2)`, roomID, id); err != nil {
-			return fmt.Errorf("storage: set room head: %w", err)
-		}
+	if _, err := tx.ExecContext(ctx, `UPDATE rooms SET current_snapshot = $1, depth = $2, forward_extremities = $3 WHERE room_id = $4`,
+		snapshot, depth, string(ext), roomID); err != nil {
+		return fmt.Errorf("storage: set room head: %w", err)
 	}
 	return nil
 }
 
 // ForwardExtremities lists the room's forward extremities.
 func (db *DB) ForwardExtremities(ctx context.Context, roomID string) ([]string, error) {
-	return queryStrings(ctx, db, `SELECT event_id FROM room_forward_extremities WHERE room_id = $1 ORDER BY event_id`, roomID)
+	var raw string
+	if err := db.QueryRowContext(ctx, `SELECT forward_extremities FROM rooms WHERE room_id = $1`, roomID).Scan(&raw); err != nil {
+		return nil, notFound(err, "room")
+	}
+	var ids []string
+	if err := json.Unmarshal([]byte(raw), &ids); err != nil {
+		return nil, fmt.Errorf("storage: forward extremities of %s: %w", roomID, err)
+	}
+	if len(ids) == 0 {
+		// Rooms last written before migration 7 keep theirs in the old table.
+		return queryStrings(ctx, db, `SELECT event_id FROM room_forward_extremities WHERE room_id = $1 ORDER BY event_id`, roomID)
+	}
+	return ids, nil
 }
 
 // SetRoomPublished lists or unlists a room in the public directory.
