@@ -306,7 +306,7 @@ func (s *Service) assemble(ctx context.Context, req Request) (*Response, bool, e
 		return nil, false, err
 	}
 	var changed map[string]int64
-	if req.Since != nil && !req.FullState {
+	if req.Since != nil {
 		if changed, err = s.db.RoomsChangedBetween(ctx, since.Events, now.Events); err != nil {
 			return nil, false, err
 		}
@@ -318,20 +318,22 @@ func (s *Service) assemble(ctx context.Context, req Request) (*Response, bool, e
 		if m.StreamPos > now.Events {
 			continue // written after the position this response stops at
 		}
-		incremental := req.Since != nil && !req.FullState
+		incremental := req.Since != nil
 		newMembership := !incremental || m.StreamPos > since.Events
 		_, roomChanged := changed[m.RoomID]
 		ad := filterAccountData(roomAD[m.RoomID], req.AccountDataMatch)
 		switch m.Membership {
 		case "join":
-			if incremental && !roomChanged && !newMembership && len(ad) == 0 {
+			// full_state sends every joined room's whole state, but the
+			// timeline still starts at since.
+			if incremental && !req.FullState && !roomChanged && !newMembership && len(ad) == 0 {
 				continue
 			}
 			from := since.Events
 			if newMembership {
 				from = 0 // a newly joined room is sent whole
 			}
-			jr, err := s.joinedRoom(ctx, req, m.RoomID, from, now.Events, !newMembership)
+			jr, err := s.joinedRoom(ctx, req, m.RoomID, from, now.Events, !newMembership && !req.FullState)
 			if err != nil {
 				return nil, false, err
 			}

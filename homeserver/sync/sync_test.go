@@ -297,3 +297,38 @@ func TestConcurrentRetriesOfOneTransaction(t *testing.T) {
 		})
 	}
 }
+
+func TestFullStateKeepsTheTimelineIncremental(t *testing.T) {
+	env := newEnv(t, storagetest.SQLite(t))
+	ctx := context.Background()
+	alice := "@alice:test.local"
+	name := "Full state"
+	roomID, err := env.engine.CreateRoom(ctx, rooms.CreateRequest{Creator: alice, Name: &name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := rooms.Viewer{UserID: alice, DeviceID: "A"}
+	first, err := env.sync.Sync(ctx, sync.Request{Viewer: view})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.engine.Send(ctx, roomID, rooms.Proto{Type: "m.room.message", Sender: alice, Content: text("after")}); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := sync.ParseToken(first.NextBatch)
+	resp, err := env.sync.Sync(ctx, sync.Request{Viewer: view, Since: &tok, FullState: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jr := resp.Rooms.Join[roomID]
+	if jr == nil || len(jr.Timeline.Events) != 1 || jr.Timeline.Events[0].Type != "m.room.message" {
+		t.Fatalf("full_state timeline: %+v", jr)
+	}
+	types := map[string]bool{}
+	for _, ev := range jr.State.Events {
+		types[ev.Type] = true
+	}
+	if !types["m.room.create"] || !types["m.room.name"] || !types["m.room.power_levels"] {
+		t.Fatalf("full_state did not send the whole state: %v", types)
+	}
+}
