@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/parley-chat/parley/matrix/authrules"
 	"github.com/parley-chat/parley/matrix/event"
@@ -26,16 +27,57 @@ type room struct {
 	info    event.RoomVersionInfo
 	reqs    chan *request
 
+	// The committed head: what readers see. The committer (and the
+	// sequencer while nothing is in flight) changes it under mu.
 	mu          sync.RWMutex
 	state       map[storage.StateKey]*event.Event
 	snapshot    int64
 	depth       int64
 	extremities []*event.Event
+
+	// The sequencer builds the next batch while the committer persists the
+	// previous one, so signing overlaps the database round trips. The
+	// builder's head is the committed head plus every batch in flight; it
+	// is private to the sequencer goroutine.
+	bstate   map[storage.StateKey]*event.Event
+	bdepth   int64
+	bext     []*event.Event
+	commits  chan *prepared
+	inflight sync.WaitGroup
+	// failed is set by the committer when a batch could not be persisted:
+	// batches built on top of it fail too, and the builder starts again
+	// from the committed head.
+	failed atomic.Bool
+	// pendingTxns are the transactions of batches in flight, so that a
+	// retry arriving meanwhile waits for the first to be committed.
+	txnMu       sync.Mutex
+	pendingTxns map[storage.TxnKey]bool
 }
 
 func newRoom(e *Engine, id string, version event.RoomVersion, info event.RoomVersionInfo) *room {
 	return &room{e: e, id: id, version: version, info: info, reqs: make(chan *request, 1024),
-		state: map[storage.StateKey]*event.Event{}}
+		state: map[storage.StateKey]*event.Event{}, commits: make(chan *prepared, 1),
+		pendingTxns: map[storage.TxnKey]bool{}}
+}
+
+// prepared is a built batch on its way to the committer.
+type prepared struct {
+	all      []built
+	h        head
+	accepted []*request
+	counts   map[*request]int
+	dups     map[*request]*request
+	answers  map[*request]result
+	txns     []storage.TxnKey
+}
+
+// resync makes the builder's head the committed head. Only when nothing
+// is in flight.
+func (r *room) resync() {
+	r.mu.RLock()
+	r.bstate = copyState(r.state)
+	r.bdepth, r.bext = r.depth, r.extremities
+	r.mu.RUnlock()
 }
 
 // Proto is an event a local user wants to send.
@@ -92,6 +134,8 @@ func (r *room) submit(ctx context.Context, protos []Proto, check func(Proto, sta
 // run is the sequencer: it drains queued requests in batches and persists
 // each batch in one transaction.
 func (r *room) run() {
+	go r.commitLoop()
+	r.resync()
 	var next *request
 	for {
 		first := next
@@ -99,15 +143,25 @@ func (r *room) run() {
 		if first == nil {
 			var ok bool
 			if first, ok = <-r.reqs; !ok {
+				close(r.commits)
 				return
 			}
 		}
 		if first.ingest != nil {
-			// Remote events go one at a time: checking one may fetch
-			// others and resolve state, and the next must see the result.
+			// Remote events go one at a time, on the committed head:
+			// checking one may fetch others and resolve state, and the
+			// next must see the result.
+			r.inflight.Wait()
 			err := r.ingest(first.ctx, first.origin, first.ingest)
+			r.failed.Store(false)
+			r.resync()
 			first.done <- result{err: err}
 			continue
+		}
+		if r.failed.Load() {
+			r.inflight.Wait()
+			r.failed.Store(false)
+			r.resync()
 		}
 		batch := []*request{first}
 	drain:
@@ -123,7 +177,10 @@ func (r *room) run() {
 				break drain
 			}
 		}
-		r.process(batch)
+		if p := r.prepare(batch); p != nil {
+			r.inflight.Add(1)
+			r.commits <- p
+		}
 	}
 }
 
@@ -156,49 +213,38 @@ type head struct {
 	extremities []*event.Event
 }
 
-// process builds, checks and persists a batch. A request whose events fail
-// is answered with its error and leaves nothing behind; the others go on.
-func (r *room) process(batch []*request) {
-	r.mu.RLock()
-	h := head{
-		view:        stateView{base: r.state, overlay: map[storage.StateKey]*event.Event{}},
-		depth:       r.depth,
-		extremities: r.extremities,
-	}
-	r.mu.RUnlock()
-
-	batch, dups, err := r.dedupeTxns(batch)
-	// answers records what each request was told, so that a repeat of a
-	// request in the same batch gets the same answer.
-	answers := map[*request]result{}
+// prepare builds and checks a batch on the builder's head. A request whose
+// events fail is answered with its error and leaves nothing behind; the
+// others go to the committer (nil when none are left).
+func (r *room) prepare(batch []*request) *prepared {
+	p := &prepared{counts: map[*request]int{}, answers: map[*request]result{}}
 	answer := func(req *request, res result) {
-		answers[req] = res
+		p.answers[req] = res
 		req.done <- res
 	}
-	defer func() {
-		for dup, first := range dups {
-			dup.done <- answers[first]
-		}
-	}()
+	batch, dups, err := r.dedupeTxns(batch)
+	p.dups = dups
 	if err != nil {
 		for _, req := range batch {
 			answer(req, result{err: err})
 		}
-		return
+		r.answerDups(p)
+		return nil
 	}
-
-	var all []built
-	var accepted []*request
-	counts := map[*request]int{}
+	h := head{
+		view:        stateView{base: r.bstate, overlay: map[storage.StateKey]*event.Event{}},
+		depth:       r.bdepth,
+		extremities: r.bext,
+	}
 	for _, req := range batch {
 		// Build a request's events on a copy of the head so that a refusal
 		// midway leaves no trace on the next request.
 		trial := head{view: stateView{base: h.view.base, overlay: copyState(h.view.overlay)}, depth: h.depth, extremities: h.extremities}
 		var evs []built
 		var err error
-		for _, p := range req.protos {
+		for _, proto := range req.protos {
 			var b built
-			if b, err = r.buildOne(req, p, &trial); err != nil {
+			if b, err = r.buildOne(req, proto, &trial); err != nil {
 				break
 			}
 			evs = append(evs, b)
@@ -208,17 +254,67 @@ func (r *room) process(batch []*request) {
 			continue
 		}
 		h = trial
-		all = append(all, evs...)
-		accepted = append(accepted, req)
-		counts[req] = len(evs)
+		p.all = append(p.all, evs...)
+		p.accepted = append(p.accepted, req)
+		p.counts[req] = len(evs)
+		if k, ok := txnKey(req); ok {
+			p.txns = append(p.txns, k)
+		}
 	}
-	if len(all) == 0 {
-		return
+	if len(p.all) == 0 {
+		r.answerDups(p)
+		return nil
 	}
-	pos, err := r.persist(all, h)
+	// The builder's head moves on at once; the committer catches up.
+	for k, ev := range h.view.overlay {
+		r.bstate[k] = ev
+	}
+	r.bdepth, r.bext = h.depth, h.extremities
+	p.h = h
+	r.txnMu.Lock()
+	for _, k := range p.txns {
+		r.pendingTxns[k] = true
+	}
+	r.txnMu.Unlock()
+	return p
+}
+
+// answerDups gives repeats of a request in the same batch the first's answer.
+func (r *room) answerDups(p *prepared) {
+	for dup, first := range p.dups {
+		dup.done <- p.answers[first]
+	}
+}
+
+// commitLoop persists prepared batches in order.
+func (r *room) commitLoop() {
+	for p := range r.commits {
+		r.commit(p)
+		r.txnMu.Lock()
+		for _, k := range p.txns {
+			delete(r.pendingTxns, k)
+		}
+		r.txnMu.Unlock()
+		r.inflight.Done()
+	}
+}
+
+// commit persists a batch, moves the committed head and tells everyone.
+func (r *room) commit(p *prepared) {
+	answer := func(req *request, res result) {
+		p.answers[req] = res
+		req.done <- res
+	}
+	defer r.answerDups(p)
+	var pos int64
+	err := errors.New("rooms: an earlier batch of this room could not be stored")
+	if !r.failed.Load() {
+		pos, err = r.persist(p.all, p.h)
+	}
 	if err != nil {
+		r.failed.Store(true)
 		r.e.cfg.Log.WithError(err).WithField("room_id", r.id).Error("persisting events failed")
-		for _, req := range accepted {
+		for _, req := range p.accepted {
 			answer(req, result{err: err})
 		}
 		if r.e.cfg.Notifier != nil {
@@ -228,16 +324,17 @@ func (r *room) process(batch []*request) {
 		}
 		return
 	}
+	all := p.all
 	r.mu.Lock()
-	for k, ev := range h.view.overlay {
+	for k, ev := range p.h.view.overlay {
 		r.state[k] = ev
 	}
-	r.depth, r.extremities = h.depth, h.extremities
+	r.depth, r.extremities = p.h.depth, p.h.extremities
 	r.mu.Unlock()
 
 	i := 0
-	for _, req := range accepted {
-		n := counts[req]
+	for _, req := range p.accepted {
+		n := p.counts[req]
 		evs := make([]*event.Event, n)
 		for j := range evs {
 			evs[j] = all[i+j].ev
@@ -502,6 +599,17 @@ func (r *room) dedupeTxns(batch []*request) ([]*request, map[*request]*request, 
 	}
 	if len(keys) == 0 {
 		return batch, nil, nil
+	}
+	r.txnMu.Lock()
+	retryInFlight := false
+	for _, k := range keys {
+		retryInFlight = retryInFlight || r.pendingTxns[k]
+	}
+	r.txnMu.Unlock()
+	if retryInFlight {
+		// A retry of a request still being committed: let it land, then
+		// answer from the database.
+		r.inflight.Wait()
 	}
 	existing, err := r.e.db.EventIDsByTxn(context.Background(), keys)
 	if err != nil {
