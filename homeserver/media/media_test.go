@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"image"
 	"image/color"
+	"image/jpeg"
 	"image/png"
 	"io"
 	"net/netip"
@@ -632,5 +634,93 @@ func TestThumbnailImages(t *testing.T) {
 		if _, err := svc.Thumbnail(ctx, "local.test", id, bad, FetchOptions{}); !errors.Is(err, ErrInvalidParam) {
 			t.Fatalf("%+v: %v", bad, err)
 		}
+	}
+}
+
+// exifJPEG encodes img as a JPEG carrying an EXIF Orientation tag.
+func exifJPEG(t *testing.T, img image.Image, orientation uint16, bo binary.ByteOrder) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 95}); err != nil {
+		t.Fatal(err)
+	}
+	tiff := make([]byte, 8+2+12+4)
+	if bo == binary.LittleEndian {
+		copy(tiff, "II*\x00")
+	} else {
+		copy(tiff, "MM\x00*")
+	}
+	bo.PutUint32(tiff[4:], 8)
+	bo.PutUint16(tiff[8:], 1)       // one entry
+	bo.PutUint16(tiff[10:], 0x0112) // Orientation
+	bo.PutUint16(tiff[12:], 3)      // SHORT
+	bo.PutUint32(tiff[14:], 1)      // count
+	bo.PutUint16(tiff[18:], orientation)
+	app1 := append([]byte("Exif\x00\x00"), tiff...)
+	seg := []byte{0xFF, 0xE1, 0, 0}
+	binary.BigEndian.PutUint16(seg[2:], uint16(len(app1)+2))
+	raw := buf.Bytes()
+	return append(append(append([]byte{}, raw[:2]...), append(seg, app1...)...), raw[2:]...)
+}
+
+func TestOrientation(t *testing.T) {
+	// A 3×2 image whose top-left pixel is marked; where it lands says how
+	// the image was turned.
+	src := image.NewRGBA(image.Rect(0, 0, 3, 2))
+	src.Set(0, 0, color.RGBA{255, 0, 0, 255})
+	want := map[int]image.Point{1: {0, 0}, 2: {2, 0}, 3: {2, 1}, 4: {0, 1}, 5: {0, 0}, 6: {1, 0}, 7: {1, 2}, 8: {0, 2}}
+	for o, p := range want {
+		out := orient(src, o)
+		if swapsAxes(o) != (out.Bounds().Dx() == 2) {
+			t.Errorf("orientation %d: bounds %v", o, out.Bounds())
+		}
+		if r, _, _, _ := out.At(p.X, p.Y).RGBA(); r == 0 {
+			t.Errorf("orientation %d: marked pixel not at %v", o, p)
+		}
+		for _, bo := range []binary.ByteOrder{binary.LittleEndian, binary.BigEndian} {
+			if got := jpegOrientation(bytes.NewReader(exifJPEG(t, src, uint16(o), bo))); got != o {
+				t.Errorf("orientation %d read as %d", o, got)
+			}
+		}
+	}
+	if jpegOrientation(bytes.NewReader(pngBytes(t, 2, 2))) != 1 || jpegOrientation(strings.NewReader("\xff\xd8\xff")) != 1 {
+		t.Error("orientation of non-EXIF data")
+	}
+
+	// A sideways photo (left half red, right half blue) tagged "turn
+	// clockwise" is thumbnailed upright: 300×400, red on top.
+	ctx := context.Background()
+	svc, _ := newTestService(t, storagetest.SQLite(t), nil)
+	img := image.NewRGBA(image.Rect(0, 0, 400, 300))
+	for y := 0; y < 300; y++ {
+		for x := 0; x < 400; x++ {
+			c := color.RGBA{0, 0, 255, 255}
+			if x < 200 {
+				c = color.RGBA{255, 0, 0, 255}
+			}
+			img.Set(x, y, c)
+		}
+	}
+	id, err := svc.Upload(ctx, Upload{Uploader: "@a:local.test", ContentType: "image/jpeg",
+		Body: bytes.NewReader(exifJPEG(t, img, 6, binary.BigEndian)), DeclaredSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := svc.Thumbnail(ctx, "local.test", id, ThumbnailRequest{Width: 320, Height: 240, Method: "scale"}, FetchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	th, err := jpeg.Decode(bytes.NewReader(readAll(t, f)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := th.Bounds(); b.Dx() != 180 || b.Dy() != 240 {
+		t.Fatalf("thumbnail %v, want 180×240", b)
+	}
+	if r, _, bl, _ := th.At(90, 10).RGBA(); r < bl {
+		t.Fatal("top of the thumbnail is not red")
+	}
+	if r, _, bl, _ := th.At(90, 230).RGBA(); r > bl {
+		t.Fatal("bottom of the thumbnail is not blue")
 	}
 }

@@ -82,8 +82,18 @@ func fitsIn(w, h int, size thumbSize) bool {
 // probe is what an image's header says about it.
 type probe struct {
 	format   string // jpeg, png, gif or webp
-	w, h     int
-	animated bool // APNG, animated WebP; any GIF may be animated
+	w, h     int    // as stored
+	animated bool   // APNG, animated WebP; any GIF may be animated
+	// orientation is the JPEG's EXIF orientation, 1 when none.
+	orientation int
+}
+
+// displayed is the image's size as shown, after its EXIF orientation.
+func (p probe) displayed() (int, int) {
+	if swapsAxes(p.orientation) {
+		return p.h, p.w
+	}
+	return p.w, p.h
 }
 
 func (p probe) contentType() string { return "image/" + p.format }
@@ -106,7 +116,7 @@ func probeImage(r io.ReadSeeker) (probe, error) {
 	if err != nil {
 		return probe{}, fmt.Errorf("%w: not a supported image (%v)", ErrCannotThumbnail, err)
 	}
-	p := probe{format: format, w: cfg.Width, h: cfg.Height}
+	p := probe{format: format, w: cfg.Width, h: cfg.Height, orientation: 1}
 	if p.w <= 0 || p.h <= 0 {
 		return probe{}, fmt.Errorf("%w: empty image", ErrCannotThumbnail)
 	}
@@ -115,6 +125,7 @@ func probeImage(r io.ReadSeeker) (probe, error) {
 	}
 	switch format {
 	case "jpeg":
+		p.orientation = jpegOrientation(r)
 	case "gif":
 		p.animated = true
 	case "png":
@@ -212,7 +223,7 @@ func (s *Service) animatedOriginal(ctx context.Context, m *storage.Media, size t
 		return nil, false
 	}
 	p, err := probeImage(body)
-	if err != nil || !p.animated || !fitsIn(p.w, p.h, size) {
+	if err != nil || !p.animated || !fitsIn(p.w, p.h, size) { // animated formats carry no EXIF orientation
 		body.Close()
 		return nil, false
 	}
@@ -238,7 +249,10 @@ func (s *Service) generateThumbnail(ctx context.Context, m *storage.Media, size 
 		ServerName: m.ServerName, MediaID: m.MediaID, Width: size.w, Height: size.h, Method: size.method,
 		CreatedTS: s.nowMS(),
 	}
-	fits := fitsIn(p.w, p.h, size)
+	// The original is shown turned by its EXIF orientation (browsers and
+	// clients apply it), so sizes compare against the displayed size.
+	dw, dh := p.displayed()
+	fits := fitsIn(dw, dh, size)
 	if fits && p.staticOriginal() {
 		// The original is the answer: record it as this size's thumbnail,
 		// sharing its content, so that later requests skip the probe.
@@ -263,8 +277,15 @@ func (s *Service) generateThumbnail(ctx context.Context, m *storage.Media, size 
 		return nil, err
 	}
 	if !fits {
-		img = resize(img, size)
+		// Scale the stored image into the box turned the same way, then
+		// turn the (small) result.
+		box := size
+		if swapsAxes(p.orientation) {
+			box.w, box.h = size.h, size.w
+		}
+		img = resize(img, box)
 	}
+	img = orient(img, p.orientation)
 	var buf bytes.Buffer
 	if p.format == "jpeg" || p.format == "webp" && opaque(img) {
 		t.ContentType = "image/jpeg"
