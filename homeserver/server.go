@@ -122,6 +122,7 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 	s.Federation.Register(fedRouter)
 	var roomFed rooms.Federation
 	roomFed, s.FederationSender = s.Federation.Rooms(s.Rooms, db, s.Users)
+	s.Media.SetRemoteFetcher(s.Federation.Media(s.Media))
 	s.Rooms.SetFederation(roomFed)
 	s.fed = &http.Server{
 		// A transaction may carry 50 events of up to 64 KiB each.

@@ -137,61 +137,27 @@ func (c *Client) Do(ctx context.Context, destination, method, path string, body,
 	return nil
 }
 
-func (c *Client) do(ctx context.Context, destination, method, path string, body, out any) error {
-	if _, err := id.ParseServerName(destination); err != nil {
-		return err
-	}
-	if destination == c.cfg.ServerName {
-		return errors.New("refusing to send a federation request to this server itself")
-	}
-	if err := c.cfg.Policy.Check(destination); err != nil {
-		return err
-	}
-	if !strings.HasPrefix(path, "/") {
-		return fmt.Errorf("path %q does not start with /", path)
-	}
-	content, err := encodeBody(method, body)
+// Stream sends a signed GET and returns the response for the caller to
+// read (and close), for answers that are not JSON, such as media. A non-2xx
+// answer is an *Error.
+func (c *Client) Stream(ctx context.Context, destination, path string) (*http.Response, error) {
+	resp, err := c.send(ctx, destination, http.MethodGet, path, nil)
 	if err != nil {
-		return err
-	}
-	dest, err := c.cfg.Resolver.Resolve(ctx, destination)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+urlHost(destination)+path, bytes.NewReader(content))
-	if err != nil {
-		return err
-	}
-	if content == nil {
-		req.Body, req.ContentLength = nil, 0
-	} else {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Host = dest.HostHeader
-	// Sign exactly the request target net/http will write.
-	auth, err := xmatrix.Sign(xmatrix.Request{
-		Method: method, URI: req.URL.RequestURI(),
-		Origin: c.cfg.ServerName, Destination: destination,
-		Content: content,
-	}, c.cfg.KeyID, c.cfg.Key)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", auth)
-	req.Header.Set("User-Agent", "Parley")
-
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // its message would show the internal URL host
+		var e *Error
+		if errors.As(err, &e) {
+			return nil, err
 		}
+		return nil, fmt.Errorf("fedclient: GET %s%s: %w", destination, path, err)
+	}
+	return resp, nil
+}
+
+func (c *Client) do(ctx context.Context, destination, method, path string, body, out any) error {
+	resp, err := c.send(ctx, destination, method, path, body)
+	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return responseError(destination, resp)
-	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxResponseBytes+1))
 	if err != nil {
 		return fmt.Errorf("reading the response: %w", err)
@@ -214,6 +180,65 @@ func (c *Client) do(ctx context.Context, destination, method, path string, body,
 		}
 		return nil
 	}
+}
+
+// send signs and sends a request and returns a 2xx response unread.
+func (c *Client) send(ctx context.Context, destination, method, path string, body any) (*http.Response, error) {
+	if _, err := id.ParseServerName(destination); err != nil {
+		return nil, err
+	}
+	if destination == c.cfg.ServerName {
+		return nil, errors.New("refusing to send a federation request to this server itself")
+	}
+	if err := c.cfg.Policy.Check(destination); err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("path %q does not start with /", path)
+	}
+	content, err := encodeBody(method, body)
+	if err != nil {
+		return nil, err
+	}
+	dest, err := c.cfg.Resolver.Resolve(ctx, destination)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+urlHost(destination)+path, bytes.NewReader(content))
+	if err != nil {
+		return nil, err
+	}
+	if content == nil {
+		req.Body, req.ContentLength = nil, 0
+	} else {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Host = dest.HostHeader
+	// Sign exactly the request target net/http will write.
+	auth, err := xmatrix.Sign(xmatrix.Request{
+		Method: method, URI: req.URL.RequestURI(),
+		Origin: c.cfg.ServerName, Destination: destination,
+		Content: content,
+	}, c.cfg.KeyID, c.cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", auth)
+	req.Header.Set("User-Agent", "Parley")
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its message would show the internal URL host
+		}
+		return nil, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
+		return nil, responseError(destination, resp)
+	}
+	return resp, nil
 }
 
 func encodeBody(method string, body any) ([]byte, error) {
