@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"testing"
 
-	"maunium.net/go/mautrix"
 )
 
 // TestRemoteMediaOverFederation: a user on hs2 downloads media uploaded on
