@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"testing"
-
 )
 
 // TestRemoteMediaOverFederation: a user on hs2 downloads media uploaded on
