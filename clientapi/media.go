@@ -47,33 +47,49 @@ const defaultMediaWait = 20 * time.Second
 // counterparts, and the media admin API under /_parley/admin/v1.
 func (a *API) RegisterMedia(r *mux.Router, cfg MediaConfig) {
 	m := &mediaAPI{API: a, svc: cfg.Media, allowUnauth: cfg.AllowUnauthenticated}
+	handle := func(path string, h http.HandlerFunc, method string) {
+		r.Handle(path, noEncodedSlash(h)).Methods(method)
+	}
 	get, post, put, del := http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
 	for _, v := range []string{"v3", "r0"} {
 		p := "/_matrix/media/" + v
-		r.HandleFunc(p+"/upload", a.authed(m.upload)).Methods(post)
-		r.HandleFunc(p+"/download/{serverName}/{mediaId}", m.legacyDownload).Methods(get)
-		r.HandleFunc(p+"/download/{serverName}/{mediaId}/{fileName}", m.legacyDownload).Methods(get)
-		r.HandleFunc(p+"/thumbnail/{serverName}/{mediaId}", m.legacyThumbnail).Methods(get)
+		handle(p+"/upload", a.authed(m.upload), post)
+		handle(p+"/download/{serverName}/{mediaId}", m.legacyDownload, get)
+		handle(p+"/download/{serverName}/{mediaId}/{fileName}", m.legacyDownload, get)
+		handle(p+"/thumbnail/{serverName}/{mediaId}", m.legacyThumbnail, get)
 		// These two always required authentication; deprecated, not
 		// frozen.
-		r.HandleFunc(p+"/config", a.authed(m.config)).Methods(get)
-		r.HandleFunc(p+"/preview_url", a.authed(m.previewURL)).Methods(get)
+		handle(p+"/config", a.authed(m.config), get)
+		handle(p+"/preview_url", a.authed(m.previewURL), get)
 	}
-	r.HandleFunc("/_matrix/media/v3/upload/{serverName}/{mediaId}", a.authed(m.uploadReserved)).Methods(put)
-	r.HandleFunc("/_matrix/media/v1/create", a.authed(m.create)).Methods(post)
+	handle("/_matrix/media/v3/upload/{serverName}/{mediaId}", a.authed(m.uploadReserved), put)
+	handle("/_matrix/media/v1/create", a.authed(m.create), post)
 
 	c := "/_matrix/client/v1/media"
-	r.HandleFunc(c+"/download/{serverName}/{mediaId}", a.authed(m.download)).Methods(get)
-	r.HandleFunc(c+"/download/{serverName}/{mediaId}/{fileName}", a.authed(m.download)).Methods(get)
-	r.HandleFunc(c+"/thumbnail/{serverName}/{mediaId}", a.authed(m.thumbnail)).Methods(get)
-	r.HandleFunc(c+"/config", a.authed(m.config)).Methods(get)
-	r.HandleFunc(c+"/preview_url", a.authed(m.previewURL)).Methods(get)
+	handle(c+"/download/{serverName}/{mediaId}", a.authed(m.download), get)
+	handle(c+"/download/{serverName}/{mediaId}/{fileName}", a.authed(m.download), get)
+	handle(c+"/thumbnail/{serverName}/{mediaId}", a.authed(m.thumbnail), get)
+	handle(c+"/config", a.authed(m.config), get)
+	handle(c+"/preview_url", a.authed(m.previewURL), get)
 
 	admin := "/_parley/admin/v1"
-	r.HandleFunc(admin+"/media/quarantine/{serverName}/{mediaId}", a.authed(m.adminQuarantine(true))).Methods(post)
-	r.HandleFunc(admin+"/media/quarantine/{serverName}/{mediaId}", a.authed(m.adminQuarantine(false))).Methods(del)
-	r.HandleFunc(admin+"/media/{serverName}/{mediaId}", a.authed(m.adminDelete)).Methods(del)
-	r.HandleFunc(admin+"/purge_media_cache", a.authed(m.adminPurgeCache)).Methods(post)
+	handle(admin+"/media/quarantine/{serverName}/{mediaId}", a.authed(m.adminQuarantine(true)), post)
+	handle(admin+"/media/quarantine/{serverName}/{mediaId}", a.authed(m.adminQuarantine(false)), del)
+	handle(admin+"/media/{serverName}/{mediaId}", a.authed(m.adminDelete), del)
+	handle(admin+"/purge_media_cache", a.authed(m.adminPurgeCache), post)
+}
+
+// noEncodedSlash refuses paths with an encoded slash: the router decodes
+// it before matching, so "local%2Fhost" would otherwise become a server
+// name and a media ID that the client never meant.
+func noEncodedSlash(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%2f") {
+			httputil.WriteError(w, httputil.InvalidParam("encoded slashes are not allowed in media paths"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // SplitMediaUploads sends media uploads to uploads and every other request
