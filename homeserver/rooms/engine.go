@@ -70,6 +70,8 @@ type Engine struct {
 	listeners []Listener
 	// aggregator adds bundled aggregations when events are served.
 	aggregator Aggregator
+	// contentCache holds content fields the visibility rules read.
+	contentCache stringCache
 	db         *storage.DB
 	mu         sync.Mutex
 	rooms      map[string]*room

@@ -3,6 +3,7 @@ package rooms
 import (
 	"context"
 	"encoding/json"
+	"sync"
 
 	"github.com/parley-chat/parley/storage"
 )
@@ -26,9 +27,15 @@ type visibilityChecker struct {
 }
 
 func (e *Engine) newVisibilityChecker(ctx context.Context, roomID, userID string) (*visibilityChecker, error) {
-	m, err := e.Membership(ctx, roomID, userID)
+	// The room's current state is in memory: no query for the membership.
+	m := ""
+	ev, err := e.CurrentStateEvent(ctx, roomID, "m.room.member", userID)
 	if err != nil {
-		return nil, err
+		if m, err = e.Membership(ctx, roomID, userID); err != nil {
+			return nil, err
+		}
+	} else if ev != nil {
+		m, _ = ev.Membership()
 	}
 	return &visibilityChecker{e: e, userID: userID, currentlyJoin: m == "join", memo: map[int64]atEvent{}}, nil
 }
@@ -122,6 +129,10 @@ func (c *visibilityChecker) filter(ctx context.Context, rows []*storage.EventRow
 // absent or unreadable). Redacted events keep the fields the visibility
 // rules need.
 func (e *Engine) contentString(ctx context.Context, eventID, field string) string {
+	key := eventID + "\x00" + field
+	if s, ok := e.contentCache.get(key); ok {
+		return s
+	}
 	row, err := e.db.GetAnyEvent(ctx, eventID)
 	if err != nil {
 		return ""
@@ -134,5 +145,33 @@ func (e *Engine) contentString(ctx context.Context, eventID, field string) strin
 	}
 	var s string
 	_ = json.Unmarshal(ev.Content[field], &s)
+	// Safe to cache: events never change, and the fields read here
+	// (membership, history_visibility) survive redaction.
+	e.contentCache.put(key, s)
 	return s
+}
+
+// stringCache is a bounded map; when full it starts again, which is
+// crude but keeps hot entries coming back quickly.
+type stringCache struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+const stringCacheSize = 100000
+
+func (c *stringCache) get(k string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.m[k]
+	return s, ok
+}
+
+func (c *stringCache) put(k, v string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= stringCacheSize {
+		c.m = make(map[string]string)
+	}
+	c.m[k] = v
 }
