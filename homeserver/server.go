@@ -223,6 +223,8 @@ func (s *Server) Run(ctx context.Context, ready Listening) error {
 	case runErr = <-errs:
 	}
 	s.log.Info("shutting down")
+	// Waiting /sync requests answer now rather than at their timeouts.
+	s.Notifier.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	var shutErr error

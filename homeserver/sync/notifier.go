@@ -19,6 +19,7 @@ type Notifier struct {
 	mu      gosync.Mutex
 	waiters map[string]map[chan struct{}]struct{}
 	pending []pendingWake
+	closed  bool
 }
 
 type pendingWake struct {
@@ -37,6 +38,11 @@ func NewNotifier(positions *stream.Positions) *Notifier {
 func (n *Notifier) Wait(userID string) (ch <-chan struct{}, cancel func()) {
 	c := make(chan struct{})
 	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		close(c)
+		return c, func() {}
+	}
 	if n.waiters[userID] == nil {
 		n.waiters[userID] = map[chan struct{}]struct{}{}
 	}
@@ -86,4 +92,26 @@ func (n *Notifier) wakeLocked(userIDs []string) {
 		}
 		delete(n.waiters, u)
 	}
+}
+
+// Close wakes every waiting /sync and makes later waits return at once, so
+// that long-polls answer promptly when the server shuts down instead of
+// holding the shutdown until their timeouts.
+func (n *Notifier) Close() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.closed = true
+	for u, set := range n.waiters {
+		for c := range set {
+			close(c)
+		}
+		delete(n.waiters, u)
+	}
+}
+
+// Closed reports whether Close was called.
+func (n *Notifier) Closed() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed
 }

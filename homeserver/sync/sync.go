@@ -218,7 +218,7 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 	for {
 		wake, cancel := s.notifier.Wait(req.Viewer.UserID)
 		resp, empty, err := s.assemble(ctx, req)
-		if err != nil || !empty || req.Since == nil || req.FullState {
+		if err != nil || !empty || req.Since == nil || req.FullState || s.notifier.Closed() {
 			cancel()
 			return resp, err
 		}
