@@ -44,6 +44,11 @@ func (a *API) authenticate(r *http.Request) (*users.Device, *httputil.Error) {
 	if !ok {
 		return nil, httputil.NewError(http.StatusUnauthorized, "M_MISSING_TOKEN", "missing access token")
 	}
+	// An application service's as_token, acting as one of its users
+	// (appservice.go).
+	if dev, e, ok := a.appServiceAuth(r, token); ok {
+		return dev, e
+	}
 	dev, err := a.users.Authenticate(r.Context(), token, a.clientIP(r))
 	if errors.Is(err, users.ErrUnknownToken) {
 		e := httputil.NewError(http.StatusUnauthorized, "M_UNKNOWN_TOKEN", "unknown or expired access token")
@@ -109,13 +114,15 @@ func (a *API) rateLimitKeyIP(r *http.Request) string {
 // rateLimit takes a token from l's bucket for key. When the bucket is
 // empty it answers 429 M_LIMIT_EXCEEDED, with retry_after_ms and a
 // Retry-After header, and returns false: the handler must stop. Server
-// admins (dev, which may be nil for unauthenticated requests) are exempt.
+// admins (dev, which may be nil for unauthenticated requests) are exempt,
+// and so are application services whose registration says rate_limited:
+// false (their sender always is).
 //
 //	if !a.rateLimit(w, a.cfg.RateLimits.MessageSending, dev.UserID, dev) {
 //		return
 //	}
 func (a *API) rateLimit(w http.ResponseWriter, l *ratelimit.Limiter, key string, dev *users.Device) bool {
-	if dev != nil && dev.IsAdmin {
+	if dev != nil && (dev.IsAdmin || a.cfg.AppServices.RateLimitExempt(dev)) {
 		return true
 	}
 	ok, wait := l.Allow(key)

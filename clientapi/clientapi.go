@@ -13,6 +13,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/parley-chat/parley/homeserver/appservice"
 	"github.com/parley-chat/parley/homeserver/e2ee"
 	"github.com/parley-chat/parley/homeserver/httputil"
 	"github.com/parley-chat/parley/homeserver/ratelimit"
@@ -48,6 +49,13 @@ type Config struct {
 	Rooms RoomServices
 	// E2EE serves the key, to-device and key backup endpoints (keys.go).
 	E2EE *e2ee.Service
+	// AppServices are the application services: as_token authentication,
+	// their registration and login, ping, third-party lookups and network
+	// directories (appservice.go, thirdparty.go). Nil means none.
+	AppServices *appservice.Service
+	// Ephemeral serves typing, receipts, read markers and presence
+	// (typing.go, receipts.go, presence.go).
+	Ephemeral EphemeralServices
 }
 
 // RateLimits are the limiters of the actions the client API throttles. A
@@ -97,6 +105,10 @@ func (a *API) Register(r *mux.Router) {
 	if a.cfg.E2EE != nil {
 		a.registerKeysRoutes(route)
 	}
+	if a.users != nil {
+		a.registerAppServiceRoutes(r, route)
+	}
+	a.registerEphemeralRoutes(route)
 }
 
 func (a *API) versions(w http.ResponseWriter, _ *http.Request) {

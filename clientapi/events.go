@@ -58,6 +58,7 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, dev *users.Device
 		httputil.WriteError(w, e)
 		return
 	}
+	f.match = a.hideIgnored(r, dev, f.match)
 	roomID := mux.Vars(r)["roomId"]
 	resp, err := a.rooms.Rooms.Messages(r.Context(), rooms.MessagesRequest{
 		Viewer: viewer(dev), RoomID: roomID, From: from, To: to, Backwards: dir == "b", Limit: limit, Match: f.match,
@@ -67,7 +68,7 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, dev *users.Device
 		return
 	}
 	body := map[string]any{"chunk": nonNil(resp.Chunk), "start": streamToken(resp.Start)}
-	if resp.End >= 0 {
+	if resp.End != -1 { // backfilled history has negative positions
 		body["end"] = streamToken(resp.End)
 	}
 	if f.lazyLoadMembers && len(resp.Chunk) > 0 {
@@ -197,6 +198,7 @@ func (a *API) eventContext(w http.ResponseWriter, r *http.Request, dev *users.De
 		httputil.WriteError(w, e)
 		return
 	}
+	f.match = a.hideIgnored(r, dev, f.match)
 	ctx := r.Context()
 	ev, err := a.rooms.Rooms.EventForUser(ctx, viewer(dev), vars["roomId"], vars["eventId"])
 	if err != nil {

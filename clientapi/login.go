@@ -9,9 +9,11 @@ import (
 
 // loginFlows is GET /login.
 func (a *API) loginFlows(w http.ResponseWriter, _ *http.Request) {
-	httputil.WriteJSON(w, http.StatusOK, map[string]any{
-		"flows": []map[string]string{{"type": users.AuthTypePassword}},
-	})
+	flows := []map[string]string{{"type": users.AuthTypePassword}}
+	if len(a.cfg.AppServices.Registrations()) > 0 {
+		flows = append(flows, map[string]string{"type": authTypeAppService})
+	}
+	httputil.WriteJSON(w, http.StatusOK, map[string]any{"flows": flows})
 }
 
 type loginRequest struct {
@@ -41,6 +43,10 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	var req loginRequest
 	if e := httputil.ReadJSON(r, &req); e != nil {
 		httputil.WriteError(w, e)
+		return
+	}
+	if req.Type == authTypeAppService {
+		a.loginAppService(w, r, &req)
 		return
 	}
 	if !a.rateLimit(w, a.cfg.RateLimits.Login, a.rateLimitKeyIP(r), nil) {
@@ -97,7 +103,12 @@ func (a *API) logoutAll(w http.ResponseWriter, r *http.Request, dev *users.Devic
 	httputil.WriteJSON(w, http.StatusOK, struct{}{})
 }
 
-// whoami is GET /account/whoami.
+// whoami is GET /account/whoami. An application service acting without a
+// device has none to report.
 func (a *API) whoami(w http.ResponseWriter, _ *http.Request, dev *users.Device) {
-	httputil.WriteJSON(w, http.StatusOK, map[string]any{"user_id": dev.UserID, "device_id": dev.DeviceID, "is_guest": false})
+	resp := map[string]any{"user_id": dev.UserID, "device_id": dev.DeviceID, "is_guest": false}
+	if dev.Virtual {
+		delete(resp, "device_id")
+	}
+	httputil.WriteJSON(w, http.StatusOK, resp)
 }

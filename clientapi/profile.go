@@ -23,7 +23,7 @@ type profileJSON struct {
 
 // getProfile is GET /profile/{userId}.
 func (a *API) getProfile(w http.ResponseWriter, r *http.Request) {
-	p, err := a.users.Profile(r.Context(), mux.Vars(r)["userId"])
+	p, err := a.profileOf(r.Context(), mux.Vars(r)["userId"])
 	if err != nil {
 		writeUsersError(w, r, err)
 		return
@@ -35,7 +35,7 @@ func (a *API) getProfile(w http.ResponseWriter, r *http.Request) {
 // avatar_url are stored; other fields are never set, hence 404.
 func (a *API) getProfileField(w http.ResponseWriter, r *http.Request) {
 	vars := mux.Vars(r)
-	p, err := a.users.Profile(r.Context(), vars["userId"])
+	p, err := a.profileOf(r.Context(), vars["userId"])
 	if err != nil {
 		writeUsersError(w, r, err)
 		return

@@ -8,6 +8,9 @@ import (
 )
 
 type registerRequest struct {
+	// Type is m.login.application_service for an application service
+	// creating one of its users (appservice.go).
+	Type                     string          `json:"type"`
 	Auth                     *users.AuthData `json:"auth"`
 	Username                 string          `json:"username"`
 	Password                 string          `json:"password"`
@@ -38,13 +41,19 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		httputil.WriteError(w, httputil.InvalidParam("kind must be user or guest"))
 		return
 	}
-	if !a.cfg.RegistrationEnabled {
-		httputil.WriteError(w, httputil.Forbidden("registration is disabled on this server"))
-		return
-	}
 	var req registerRequest
 	if e := httputil.ReadJSON(r, &req); e != nil {
 		httputil.WriteError(w, e)
+		return
+	}
+	// Application services register their users whether or not
+	// registration is open.
+	if req.Type == authTypeAppService || a.isAppServiceRequest(r) {
+		a.registerAppService(w, r, &req)
+		return
+	}
+	if !a.cfg.RegistrationEnabled {
+		httputil.WriteError(w, httputil.Forbidden("registration is disabled on this server"))
 		return
 	}
 	// Only attempts to finish a registration count: the first request,
@@ -58,6 +67,10 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		localpart, err := a.users.CheckUsername(r.Context(), req.Username)
 		if err != nil {
 			writeUsersError(w, r, err)
+			return
+		}
+		if e := a.exclusiveUsername(localpart); e != nil {
+			httputil.WriteError(w, e)
 			return
 		}
 		req.Username = localpart
@@ -95,8 +108,13 @@ func (a *API) registerAvailable(w http.ResponseWriter, r *http.Request) {
 		httputil.WriteError(w, missingParam("username is required"))
 		return
 	}
-	if _, err := a.users.CheckUsername(r.Context(), username); err != nil {
+	localpart, err := a.users.CheckUsername(r.Context(), username)
+	if err != nil {
 		writeUsersError(w, r, err)
+		return
+	}
+	if e := a.exclusiveUsername(localpart); e != nil {
+		httputil.WriteError(w, e)
 		return
 	}
 	httputil.WriteJSON(w, http.StatusOK, map[string]bool{"available": true})

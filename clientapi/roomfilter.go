@@ -75,6 +75,7 @@ func (a *API) applySyncFilter(r *http.Request, dev *users.Device, param string, 
 	}
 	req.LazyLoadMembers = timeline.LazyLoading() || f.State().LazyLoading()
 	req.IncludeLeave = f.IncludeLeave()
+	req.UnreadThreadNotifications = timeline != nil && timeline.UnreadThreadNotifications
 	if rf := f.RoomFilter(); rf != nil {
 		req.RoomAllowed = rf.AllowsRoom
 	}
@@ -83,5 +84,6 @@ func (a *API) applySyncFilter(r *http.Request, dev *users.Device, param string, 
 	if ad := f.GlobalAccountData(); ad != nil {
 		req.AccountDataMatch = func(eventType string) bool { return ad.Allows(eventType, dev.UserID) }
 	}
+	a.hideIgnoredInSync(r, dev, req)
 	return nil
 }

@@ -30,12 +30,18 @@ func roomError(err error) *httputil.Error {
 		return httputil.NotFound(msg)
 	case errors.Is(err, rooms.ErrForbidden):
 		return httputil.Forbidden(msg)
+	case errors.Is(err, rooms.ErrExclusive):
+		return httputil.NewError(http.StatusBadRequest, "M_EXCLUSIVE", "%s", msg)
 	case errors.Is(err, rooms.ErrRoomInUse):
 		return httputil.NewError(http.StatusBadRequest, "M_ROOM_IN_USE", "%s", msg)
 	case errors.Is(err, rooms.ErrUnsupportedRoomVersion):
 		return httputil.NewError(http.StatusBadRequest, "M_UNSUPPORTED_ROOM_VERSION", "%s", msg)
 	case errors.Is(err, rooms.ErrTooLarge):
 		return httputil.TooLarge(msg)
+	case errors.Is(err, rooms.ErrDuplicateAnnotation):
+		return httputil.NewError(http.StatusBadRequest, "M_DUPLICATE_ANNOTATION", "%s", msg)
+	case errors.Is(err, rooms.ErrInvalidRelation):
+		return httputil.NewError(http.StatusBadRequest, "M_UNKNOWN", "%s", msg)
 	case errors.Is(err, rooms.ErrBadRequest):
 		return httputil.InvalidParam(msg)
 	case errors.Is(err, sync.ErrBadToken):

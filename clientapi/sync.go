@@ -43,6 +43,10 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request, dev *users.Device) {
 		httputil.WriteError(w, e)
 		return
 	}
+	if p := a.cfg.Ephemeral.Presence; p != nil {
+		// The user counts as connected while the request runs.
+		defer p.Syncing(r.Context(), dev.UserID, q.Get("set_presence"))()
+	}
 	resp, err := a.rooms.Sync.Sync(r.Context(), req)
 	if err != nil {
 		writeRoomError(w, r, err)

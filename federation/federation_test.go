@@ -10,9 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -42,61 +40,25 @@ func registerEcho(s *homeserver.Server) {
 	}).Methods(http.MethodGet, http.MethodPut)
 }
 
-// freeAddr returns a loopback address nothing listens on. Servers that
-// must know each other's address before starting listen there.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // deadAddr is an address that refuses connections.
-func deadAddr(t *testing.T) string { return freeAddr(t) }
+func deadAddr(t *testing.T) string { return hstest.FreeAddr(t) }
 
-type testNet struct {
-	caCert, caKey string
-	addrs         map[string]string // server name → federation address
-}
+// testNet is the test network of hstest with the echo route on every
+// server.
+type testNet struct{ *hstest.Network }
 
 func newTestNet(t *testing.T, names ...string) *testNet {
 	t.Helper()
-	dir := t.TempDir()
-	n := &testNet{caCert: filepath.Join(dir, "ca.crt"), caKey: filepath.Join(dir, "ca.key"), addrs: map[string]string{}}
-	if err := keys.CreateCA(n.caCert, n.caKey, "Parley federation test CA"); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range names {
-		n.addrs[name] = freeAddr(t)
-	}
-	return n
+	n := hstest.NewNetwork(t, names...)
+	n.BeforeRun = registerEcho
+	return &testNet{n}
 }
 
 // start starts name with certificates from the test CA, trusting it, and
 // static hosts for the network's other servers plus extra.
 func (n *testNet) start(t *testing.T, name string, configure func(*config.Config)) *hstest.Server {
 	t.Helper()
-	return hstest.Start(t, hstest.Options{
-		ServerName: name,
-		Configure: func(c *config.Config) {
-			c.ListenFederation = n.addrs[name]
-			c.TLS.CACert, c.TLS.CAKey = n.caCert, n.caKey
-			c.Federation.CAFiles = []string{n.caCert}
-			c.Federation.StaticHosts = map[string]string{}
-			for other, addr := range n.addrs {
-				if other != name {
-					c.Federation.StaticHosts[other] = addr
-				}
-			}
-			if configure != nil {
-				configure(c)
-			}
-		},
-		BeforeRun: registerEcho,
-	})
+	return n.Start(t, name, configure)
 }
 
 func pubKey(s *hstest.Server) ed25519.PublicKey { return s.SigningKey.Key.Public().(ed25519.PublicKey) }
@@ -104,7 +66,7 @@ func pubKey(s *hstest.Server) ed25519.PublicKey { return s.SigningKey.Key.Public
 // rawClient speaks HTTPS to a test server as an arbitrary (possibly
 // malicious) peer would.
 func rawClient(n *testNet, serverName string) *http.Client {
-	pool, _ := keys.LoadCertPool([]string{n.caCert})
+	pool, _ := keys.LoadCertPool([]string{n.CACert})
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{ServerName: serverName, RootCAs: pool},
 	}}
@@ -128,7 +90,7 @@ func TestFederationBetweenTwoServers(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("key server", func(t *testing.T) {
-		resp, err := rawClient(n, "hs2.test").Get("https://" + n.addrs["hs2.test"] + "/_matrix/key/v2/server")
+		resp, err := rawClient(n, "hs2.test").Get("https://" + n.Addrs["hs2.test"] + "/_matrix/key/v2/server")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -257,7 +219,7 @@ func TestFederationBetweenTwoServers(t *testing.T) {
 
 	t.Run("forged requests", func(t *testing.T) {
 		client := rawClient(n, "hs2.test")
-		base := "https://" + n.addrs["hs2.test"]
+		base := "https://" + n.Addrs["hs2.test"]
 		send := func(method, uri, body, auth string) (int, string) {
 			t.Helper()
 			var rd io.Reader
@@ -330,7 +292,7 @@ func TestFederationBetweenTwoServers(t *testing.T) {
 		}
 		// A server name that is a loopback address is refused before
 		// connecting; only static_hosts may point at private addresses.
-		if err := a.Federation.Client().Do(ctx, n.addrs["hs2.test"], "GET", "/_matrix/federation/v1/version", nil, nil); !errors.Is(err, discovery.ErrPrivateAddress) {
+		if err := a.Federation.Client().Do(ctx, n.Addrs["hs2.test"], "GET", "/_matrix/federation/v1/version", nil, nil); !errors.Is(err, discovery.ErrPrivateAddress) {
 			t.Fatalf("loopback destination: %v", err)
 		}
 		if err := a.Federation.Client().Do(ctx, "hs1.test", "GET", "/_matrix/federation/v1/version", nil, nil); err == nil {
@@ -358,7 +320,7 @@ func TestFederationBetweenTwoServers(t *testing.T) {
 		var out struct {
 			ServerKeys []json.RawMessage `json:"server_keys"`
 		}
-		resp, err := rawClient(n, "hs1.test").Get("https://" + n.addrs["hs1.test"] + "/_matrix/key/v2/query/hs2.test")
+		resp, err := rawClient(n, "hs1.test").Get("https://" + n.Addrs["hs1.test"] + "/_matrix/key/v2/query/hs2.test")
 		if err != nil {
 			t.Fatal(err)
 		}

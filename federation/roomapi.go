@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -131,16 +133,36 @@ func (h *roomHandlers) send(w http.ResponseWriter, r *http.Request) {
 			handler(ctx, o, edu.Content)
 		}
 	}
+	// The checks of each PDU on its own (format, signatures, hashes) are
+	// independent: run them on all cores at once. The room engine then
+	// takes the PDUs in the order sent.
+	checked := make([]checkedPDU, len(t.PDUs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, raw := range t.PDUs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			checked[i] = h.checkPDU(ctx, raw)
+		}()
+	}
+	wg.Wait()
 	results := map[string]map[string]string{}
-	for _, raw := range t.PDUs {
-		evID, err := h.receivePDU(ctx, o, raw)
-		if evID == "" {
+	for _, c := range checked {
+		err := c.err
+		if err == nil {
+			ictx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			err = h.engine.Ingest(ictx, o, c.ev)
+			cancel()
+		}
+		if c.eventID == "" {
 			continue // not even an event ID to answer for
 		}
 		if err != nil {
-			results[evID] = map[string]string{"error": err.Error()}
+			results[c.eventID] = map[string]string{"error": err.Error()}
 		} else {
-			results[evID] = map[string]string{}
+			results[c.eventID] = map[string]string{}
 		}
 	}
 	resp, _ := json.Marshal(map[string]any{"pdus": results})
@@ -152,29 +174,33 @@ func (h *roomHandlers) send(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(resp)
 }
 
-// receivePDU runs one PDU of a transaction through the checks and the
-// engine, returning its event ID (when it can tell) and the outcome.
-func (h *roomHandlers) receivePDU(ctx context.Context, origin string, raw json.RawMessage) (string, error) {
+// checkedPDU is a PDU of a transaction after the checks that need no
+// room state: the event, or why it failed, and its ID when it can be told.
+type checkedPDU struct {
+	eventID string
+	ev      *event.Event
+	err     error
+}
+
+// checkPDU runs the checks of one PDU that need no room state.
+func (h *roomHandlers) checkPDU(ctx context.Context, raw json.RawMessage) checkedPDU {
 	var head struct {
 		RoomID string `json:"room_id"`
 	}
 	if json.Unmarshal(raw, &head) != nil || head.RoomID == "" {
-		return "", errors.New("no room_id")
+		return checkedPDU{err: errors.New("no room_id")}
 	}
 	version, err := h.roomVersion(ctx, head.RoomID)
 	if err != nil {
-		return "", err // not a room we are in: nothing to say per event
+		return checkedPDU{err: err} // not a room we are in: nothing to say per event
 	}
 	ev, err := h.a.CheckPDU(ctx, raw, version)
 	if err != nil {
-		if evID, idErr := event.ComputeEventID(raw, mustInfo(version)); idErr == nil {
-			return evID, err
-		}
-		return "", err
+		c := checkedPDU{err: err}
+		c.eventID, _ = event.ComputeEventID(raw, mustInfo(version))
+		return c
 	}
-	ictx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	return ev.EventID(), h.engine.Ingest(ictx, origin, ev)
+	return checkedPDU{eventID: ev.EventID(), ev: ev}
 }
 
 func mustInfo(v event.RoomVersion) event.RoomVersionInfo {

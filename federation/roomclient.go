@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"runtime"
+	"sync"
 
 	"github.com/parley-chat/parley/homeserver/rooms"
 	"github.com/parley-chat/parley/matrix/event"
@@ -62,13 +64,12 @@ func (c *roomClient) SendJoin(ctx context.Context, server string, version event.
 		return nil, err
 	}
 	out := &rooms.SendJoinResponse{Origin: server}
+	// The state and the auth chain overlap (in a large room most of the
+	// auth chain is member events that are also state): each event is
+	// checked once, on all cores.
+	lists := c.checkLists(ctx, version, resp.State, resp.AuthChain)
+	out.State, out.AuthChain = lists[0], lists[1]
 	var err error
-	if out.State, err = c.checkAll(ctx, resp.State, version); err != nil {
-		return nil, err
-	}
-	if out.AuthChain, err = c.checkAll(ctx, resp.AuthChain, version); err != nil {
-		return nil, err
-	}
 	if len(resp.Event) > 0 {
 		if out.Event, err = c.a.CheckPDU(ctx, resp.Event, version); err != nil {
 			return nil, fmt.Errorf("send_join: the returned join: %w", err)
@@ -81,16 +82,54 @@ func (c *roomClient) SendJoin(ctx context.Context, server string, version event.
 // server's bad event must not stop the join, and the auth checks that
 // follow exclude whatever depends on it.
 func (c *roomClient) checkAll(ctx context.Context, raws []json.RawMessage, version event.RoomVersion) ([]*event.Event, error) {
-	out := make([]*event.Event, 0, len(raws))
-	for _, raw := range raws {
-		ev, err := c.a.CheckPDU(ctx, raw, version)
-		if err != nil {
-			c.a.cfg.Log.WithError(err).Info("dropping an event that failed its checks")
-			continue
+	return c.checkLists(ctx, version, raws)[0], nil
+}
+
+// checkLists checks the PDUs of several lists, each distinct one once and
+// in parallel, and returns the lists of those that pass, in their order.
+func (c *roomClient) checkLists(ctx context.Context, version event.RoomVersion, lists ...[]json.RawMessage) [][]*event.Event {
+	index := map[string]int{}
+	var unique []json.RawMessage
+	for _, l := range lists {
+		for _, raw := range l {
+			if _, ok := index[string(raw)]; !ok {
+				index[string(raw)] = len(unique)
+				unique = append(unique, raw)
+			}
 		}
-		out = append(out, ev)
 	}
-	return out, nil
+	checked := make([]*event.Event, len(unique))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				ev, err := c.a.CheckPDU(ctx, unique[i], version)
+				if err != nil {
+					c.a.cfg.Log.WithError(err).Info("dropping an event that failed its checks")
+					continue
+				}
+				checked[i] = ev
+			}
+		}()
+	}
+	for i := range unique {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	out := make([][]*event.Event, len(lists))
+	for n, l := range lists {
+		out[n] = make([]*event.Event, 0, len(l))
+		for _, raw := range l {
+			if ev := checked[index[string(raw)]]; ev != nil {
+				out[n] = append(out[n], ev)
+			}
+		}
+	}
+	return out
 }
 
 func (c *roomClient) MakeLeave(ctx context.Context, server, roomID, userID string) (event.RoomVersion, json.RawMessage, error) {

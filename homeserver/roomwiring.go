@@ -34,12 +34,13 @@ func (s *Server) buildRooms(ctx context.Context) (clientapi.RoomServices, error)
 	})
 	s.Sync = sync.New(s.Rooms, positions, s.Notifier, accountDataStream{s.Users})
 	s.buildE2EE()
+	s.buildEphemeral()
 
 	s.Users.SetHooks(users.Hooks{
-		NotifyAccountData: func(userID string) { s.Notifier.Wake(userID) },
+		NotifyAccountData: s.onAccountData,
 		OnProfileChange:   s.updateMemberEvents,
 		OnDeactivate:      s.onDeactivate,
-		OnDevicesDeleted:  s.E2EE.DevicesDeleted,
+		OnDevicesDeleted:  s.onDevicesDeleted,
 	})
 	return clientapi.RoomServices{Rooms: s.Rooms, Sync: s.Sync}, nil
 }

@@ -15,14 +15,19 @@ import (
 
 	"github.com/parley-chat/parley/clientapi"
 	"github.com/parley-chat/parley/federation"
+	"github.com/parley-chat/parley/homeserver/appservice"
 	"github.com/parley-chat/parley/homeserver/config"
 	"github.com/parley-chat/parley/homeserver/e2ee"
 	"github.com/parley-chat/parley/homeserver/httputil"
 	"github.com/parley-chat/parley/homeserver/keys"
 	"github.com/parley-chat/parley/homeserver/media"
+	"github.com/parley-chat/parley/homeserver/presence"
+	"github.com/parley-chat/parley/homeserver/push"
 	"github.com/parley-chat/parley/homeserver/ratelimit"
+	"github.com/parley-chat/parley/homeserver/receipts"
 	"github.com/parley-chat/parley/homeserver/rooms"
 	"github.com/parley-chat/parley/homeserver/sync"
+	"github.com/parley-chat/parley/homeserver/typing"
 	"github.com/parley-chat/parley/homeserver/users"
 	"github.com/parley-chat/parley/storage"
 )
@@ -47,8 +52,17 @@ type Server struct {
 	Notifier         *sync.Notifier
 	Media            *media.Service
 	E2EE             *e2ee.Service
+	Typing           *typing.Service
+	Receipts         *receipts.Service
+	Presence         *presence.Service
+	Push             *push.Service
 	Federation       *federation.API
 	FederationSender *federation.Sender
+	// AppServices are the application services (bridges).
+	AppServices *appservice.Service
+	// chat is relations, directories, search, upgrades, reports and
+	// server notices (chatwiring.go).
+	chat *chat
 
 	tlsCert tls.Certificate
 	client  *http.Server
@@ -83,6 +97,11 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 		db.Close()
 		return nil, err
 	}
+	s.buildPush()
+	if err := s.buildAppServices(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 
 	clientRouter := httputil.NewRouter()
 	clientRouter.HandleFunc("/health", s.health).Methods(http.MethodGet)
@@ -96,6 +115,8 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 		Users:                    s.Users,
 		Rooms:                    roomServices,
 		E2EE:                     s.E2EE,
+		AppServices:              s.AppServices,
+		Ephemeral:                clientapi.EphemeralServices{Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence},
 		RateLimits: clientapi.RateLimits{
 			Login:          ratelimit.New(rl.Login.PerSecond, rl.Login.Burst),
 			Registration:   ratelimit.New(rl.Registration.PerSecond, rl.Registration.Burst),
@@ -104,6 +125,9 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 		},
 	})
 	capi.Register(clientRouter)
+	s.buildChat()
+	capi.RegisterChat(clientRouter, s.chat.api)
+	capi.RegisterPush(clientRouter, s.Push)
 	capi.RegisterMedia(clientRouter, clientapi.MediaConfig{Media: s.Media, AllowUnauthenticated: cfg.Media.AllowUnauthenticated})
 	clientLog, clientHandler := log.WithField("listener", "client"), clientapi.CORS(clientRouter)
 	s.client = &http.Server{
@@ -124,6 +148,8 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 	roomFed, s.FederationSender = s.Federation.Rooms(s.Rooms, db, s.Users)
 	s.Media.SetRemoteFetcher(s.Federation.Media(s.Media))
 	s.Rooms.SetFederation(roomFed)
+	s.federateEphemeral()
+	s.federateE2EE()
 	s.fed = &http.Server{
 		// A transaction may carry 50 events of up to 64 KiB each.
 		Handler:           httputil.Middleware(log.WithField("listener", "federation"), max(cfg.MaxRequestBodyBytes, federationBodyLimit), fedRouter),
@@ -190,6 +216,15 @@ type Listening func(client, federation net.Addr)
 // shutdown timeout, and closes the database.
 func (s *Server) Run(ctx context.Context, ready Listening) error {
 	defer s.DB.Close()
+	// Resynchronisations of remote device lists write to the database.
+	defer s.E2EE.Stop()
+	// Evaluates what is still queued before the database closes.
+	defer s.Push.Stop()
+	s.Push.Start()
+	// Runs before the database closes: pushers stop mid-transaction, to
+	// send it again after the next start.
+	defer s.AppServices.Stop()
+	s.AppServices.Start()
 	// Resume queued federation traffic first; a stop requested meanwhile
 	// is an ordinary shutdown, not a failure.
 	if err := s.FederationSender.Start(ctx); err != nil {
@@ -198,6 +233,8 @@ func (s *Server) Run(ctx context.Context, ready Listening) error {
 		}
 		return fmt.Errorf("federation sender: %w", err)
 	}
+	defer s.startEphemeral(ctx)()
+	defer s.startChat(ctx)()
 	cl, err := net.Listen("tcp", s.cfg.ListenClient)
 	if err != nil {
 		return fmt.Errorf("client API: %w", err)

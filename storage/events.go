@@ -187,6 +187,16 @@ func (db *DB) MaxStreamPos(ctx context.Context) (int64, error) {
 	return p.Int64, nil
 }
 
+// MinStreamPos is the lowest stream position stored, 0 when there is no
+// event: backfilled history goes below it.
+func (db *DB) MinStreamPos(ctx context.Context) (int64, error) {
+	var p sql.NullInt64
+	if err := db.QueryRowContext(ctx, `SELECT MIN(stream_pos) FROM events`).Scan(&p); err != nil {
+		return 0, fmt.Errorf("storage: %w", err)
+	}
+	return p.Int64, nil
+}
+
 func (db *DB) queryEvents(ctx context.Context, q string, args ...any) ([]*EventRow, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {

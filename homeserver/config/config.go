@@ -43,6 +43,9 @@ type Config struct {
 	SigningKeyPath   string       `yaml:"signing_key_path"`
 	TLS              TLS          `yaml:"tls"`
 	Registration     Registration `yaml:"registration"`
+	// AppServiceConfigFiles are the registration files of the application
+	// services (bridges) to connect, as the bridges generate them.
+	AppServiceConfigFiles []string `yaml:"app_service_config_files"`
 	// DefaultRoomVersion is the version of rooms created without one.
 	DefaultRoomVersion string     `yaml:"default_room_version"`
 	RateLimits         RateLimits `yaml:"rate_limits"`
@@ -52,6 +55,14 @@ type Config struct {
 	Encryption Encryption `yaml:"encryption"`
 	// Federation configures the server-server API.
 	Federation Federation `yaml:"federation"`
+	// Presence configures user presence.
+	Presence Presence `yaml:"presence"`
+	// Push configures push notifications.
+	Push Push `yaml:"push"`
+	// UserDirectory configures the user directory search.
+	UserDirectory UserDirectory `yaml:"user_directory"`
+	// ServerNotices configures notices from the server to its users.
+	ServerNotices ServerNotices `yaml:"server_notices"`
 	// MaxRequestBodyBytes bounds every request body; larger ones get 413 M_TOO_LARGE.
 	MaxRequestBodyBytes int64         `yaml:"max_request_body_bytes"`
 	ShutdownTimeout     time.Duration `yaml:"shutdown_timeout"`
@@ -122,6 +133,8 @@ func Default() *Config {
 		DataDir:          "./parley-data",
 		ListenClient:     "127.0.0.1:8008",
 		ListenFederation: ":8448",
+		// Empty rather than nil, as the sample's [] reads.
+		AppServiceConfigFiles: []string{},
 		DatabasePool: DatabasePool{
 			MaxOpenConns:    20,
 			MaxIdleConns:    10,
@@ -135,6 +148,9 @@ func Default() *Config {
 		},
 		Media:               defaultMedia(),
 		Federation:          defaultFederation(),
+		Presence:            Presence{Enabled: true},
+		Push:                defaultPush(),
+		ServerNotices:       defaultServerNotices(),
 		DefaultRoomVersion:  string(event.DefaultRoomVersion),
 		MaxRequestBodyBytes: 1 << 20,
 		ShutdownTimeout:     10 * time.Second,
@@ -232,6 +248,17 @@ func (c *Config) validate() error {
 		return keyError("tls.ca_cert", "tls.ca_cert and tls.ca_key must be set together")
 	}
 	if err := c.Federation.validate(c.ServerName); err != nil {
+		return err
+	}
+	for i, f := range c.AppServiceConfigFiles {
+		if strings.TrimSpace(f) == "" {
+			return keyError(fmt.Sprintf("app_service_config_files[%d]", i), "must be a file path")
+		}
+	}
+	if err := c.Push.validate(); err != nil {
+		return err
+	}
+	if err := c.ServerNotices.validate(c.ServerName); err != nil {
 		return err
 	}
 	if c.MaxRequestBodyBytes < 65536 {

@@ -142,6 +142,11 @@ func (s *Service) UploadCrossSigningKeys(ctx context.Context, up *CrossSigningUp
 		return err
 	}
 	s.deviceListChanged(ctx, up.userID)
+	// The user-signing key is private to its owner; the others are
+	// public and go to the servers that share a room with the user.
+	if up.master != nil || up.selfSigning != nil {
+		s.publishSigningKeys(ctx, up.userID)
+	}
 	return nil
 }
 
@@ -300,6 +305,37 @@ func (s *Service) UploadSignatures(ctx context.Context, userID string, signed ma
 			return nil, err
 		}
 		s.deviceListChanged(ctx, userID)
+		s.publishSignatures(ctx, userID, kept)
 	}
 	return failures, nil
+}
+
+// publishSignatures tells other servers of new signatures on a user's own
+// keys: signed devices go out as device list updates with their new keys,
+// a signed master key as a signing key update. Signatures on other users'
+// keys are the signer's private business and stay here.
+func (s *Service) publishSignatures(ctx context.Context, userID string, sigs []storage.KeySignature) {
+	own, err := s.db.DeviceKeys(ctx, userID, nil)
+	if err != nil {
+		s.log.WithError(err).WithField("user_id", userID).Warn("e2ee: loading device keys to publish signatures")
+		return
+	}
+	seen := map[string]bool{}
+	var devices []string
+	master := false
+	for _, sig := range sigs {
+		switch {
+		case sig.TargetUserID != userID || seen[sig.TargetKeyID]:
+		case own[sig.TargetKeyID] != "":
+			devices = append(devices, sig.TargetKeyID)
+		default:
+			master = true
+		}
+		seen[sig.TargetKeyID] = true
+	}
+	sort.Strings(devices)
+	s.publishDevices(ctx, userID, devices, false)
+	if master {
+		s.publishSigningKeys(ctx, userID)
+	}
 }

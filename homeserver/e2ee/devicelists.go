@@ -168,6 +168,7 @@ func (s *Service) DevicesDeleted(ctx context.Context, userID string, deviceIDs [
 		return
 	}
 	s.deviceListChanged(ctx, userID)
+	s.publishDevices(ctx, userID, deviceIDs, true)
 }
 
 // UserDeactivated deletes everything the service holds for a deactivated

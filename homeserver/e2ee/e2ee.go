@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
@@ -140,6 +141,20 @@ type Service struct {
 	notifier   Waker
 	log        logrus.FieldLogger
 	remote     atomic.Pointer[remotes]
+	remoteMu   sync.Mutex // serialises the writers of remote
+
+	// bg runs work that outlives requests (resynchronising remote
+	// device lists, dropping lists nobody follows) until Stop.
+	bg bgRunner
+	// resyncing holds the remote users whose device lists are being
+	// fetched; true asks for one more fetch after the current one.
+	resyncMu  sync.Mutex
+	resyncing map[string]bool
+	// resyncSlots bounds the fetches running at once.
+	resyncSlots chan struct{}
+	// userLocks order each local user's device list updates: stream IDs
+	// are taken and the EDUs queued under the same lock.
+	userLocks [32]sync.Mutex
 
 	// Indexes of the sync extensions' positions in sync tokens, set by
 	// RegisterSync; -1 before.
@@ -150,15 +165,19 @@ type Service struct {
 type remotes struct {
 	keys     RemoteKeys
 	toDevice RemoteToDevice
+	lists    RemoteDeviceLists
 }
 
 // New returns the service.
 func New(cfg Config) *Service {
 	s := &Service{db: cfg.DB, serverName: cfg.ServerName, notifier: cfg.Notifier, log: cfg.Log,
-		deviceListIdx: -1, toDeviceIdx: -1}
+		deviceListIdx: -1, toDeviceIdx: -1,
+		resyncing: map[string]bool{}, resyncSlots: make(chan struct{}, maxConcurrentResyncs)}
 	if s.log == nil {
 		s.log = logrus.StandardLogger()
 	}
+	s.bg.init()
+	s.remote.Store(&remotes{})
 	s.SetRemote(cfg.RemoteKeys, cfg.RemoteToDevice)
 	return s
 }
@@ -167,11 +186,31 @@ func New(cfg Config) *Service {
 // for a federation layer built after this service. It is safe to call
 // while requests are served.
 func (s *Service) SetRemote(keys RemoteKeys, toDevice RemoteToDevice) {
-	s.remote.Store(&remotes{keys: keys, toDevice: toDevice})
+	s.remoteMu.Lock()
+	defer s.remoteMu.Unlock()
+	r := *s.remote.Load()
+	r.keys, r.toDevice = keys, toDevice
+	s.remote.Store(&r)
 }
 
-func (s *Service) remoteKeys() RemoteKeys         { return s.remote.Load().keys }
-func (s *Service) remoteToDevice() RemoteToDevice { return s.remote.Load().toDevice }
+// SetRemoteDeviceLists installs the sender of local users' device list
+// changes to other servers (nil stops sending). It is safe to call while
+// requests are served.
+func (s *Service) SetRemoteDeviceLists(lists RemoteDeviceLists) {
+	s.remoteMu.Lock()
+	defer s.remoteMu.Unlock()
+	r := *s.remote.Load()
+	r.lists = lists
+	s.remote.Store(&r)
+}
+
+// Stop ends the background work (resynchronisations of remote device
+// lists) and waits for it. Call it before closing the database.
+func (s *Service) Stop() { s.bg.stop() }
+
+func (s *Service) remoteKeys() RemoteKeys               { return s.remote.Load().keys }
+func (s *Service) remoteToDevice() RemoteToDevice       { return s.remote.Load().toDevice }
+func (s *Service) remoteDeviceLists() RemoteDeviceLists { return s.remote.Load().lists }
 
 // localpart returns the localpart of a user ID of this server, or false
 // for a remote or malformed one.

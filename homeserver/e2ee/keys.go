@@ -111,6 +111,9 @@ func (s *Service) UploadKeys(ctx context.Context, userID, deviceID string, req U
 	}
 	if pos != 0 {
 		s.deviceListChanged(ctx, userID)
+		// New identity keys make the device usable: other servers hear
+		// of it now.
+		s.publishDevices(ctx, userID, []string{deviceID}, false)
 	}
 	if _, ok := counts[AlgorithmSignedCurve25519]; !ok {
 		counts[AlgorithmSignedCurve25519] = 0
@@ -303,17 +306,33 @@ func remoteFailure(err error) map[string]any {
 // layer is installed.
 var errNoFederation = errors.New("federation is not available on this server")
 
-// queryRemote asks each remote server for its users' keys, all at once.
+// queryRemote answers for remote users: from the cached device lists of
+// the users we follow, and by asking each server for the others, all at
+// once.
 func (s *Service) queryRemote(ctx context.Context, viewer string, servers map[string]map[string][]string, timeout time.Duration, resp *QueryResponse) {
 	if len(servers) == 0 {
 		return
 	}
+	type result struct {
+		server string
+		res    *RemoteQueryResult
+	}
+	var results []result
+	cached, ask, toResync := s.cachedQuery(ctx, servers)
+	for server, res := range cached {
+		results = append(results, result{server, res})
+	}
+	// Users we follow but hold no current list of are asked for like the
+	// others; fetching their lists makes the next query local.
+	for _, u := range toResync {
+		s.scheduleResync(u)
+	}
 	rk := s.remoteKeys()
 	if rk == nil {
-		for server := range servers {
+		for server := range ask {
 			resp.Failures[server] = remoteFailure(errNoFederation)
 		}
-		return
+		ask = nil
 	}
 	// The timeout bounds the remote servers only, not the local look-ups
 	// after them.
@@ -323,8 +342,7 @@ func (s *Service) queryRemote(ctx context.Context, viewer string, servers map[st
 		mu sync.Mutex
 		wg sync.WaitGroup
 	)
-	results := map[string]*RemoteQueryResult{}
-	for server, users := range servers {
+	for server, users := range ask {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -335,7 +353,7 @@ func (s *Service) queryRemote(ctx context.Context, viewer string, servers map[st
 				resp.Failures[server] = remoteFailure(err)
 				return
 			}
-			results[server] = res
+			results = append(results, result{server, res})
 		}()
 	}
 	wg.Wait()
@@ -350,7 +368,8 @@ func (s *Service) queryRemote(ctx context.Context, viewer string, servers map[st
 		s.log.WithError(err).Warn("e2ee: loading signatures on remote keys")
 	}
 	sigs := visibleSignatures(sigRows, viewer)
-	for server, res := range results {
+	for _, r := range results {
+		server, res := r.server, r.res
 		if res == nil {
 			continue
 		}
@@ -481,10 +500,21 @@ func (s *Service) ClaimLocalKeys(ctx context.Context, oneTimeKeys map[string]map
 
 // LocalUserDevices is a local user's whole device list for the federation
 // /user/devices/{userId}, or ErrNotFound for a user that is not local.
+// Devices without identity keys are left out (the spec requires keys for
+// every device listed, and such devices take no part in encryption); its
+// stream ID is that of the user's latest m.device_list_update.
 func (s *Service) LocalUserDevices(ctx context.Context, userID string) (*DeviceList, error) {
 	localpart, ok := s.localpart(userID)
 	if !ok {
 		return nil, fmt.Errorf("%w: %s is not a local user", ErrNotFound, userID)
+	}
+	// The stream ID is read before the devices: a change committed in
+	// between is then in the list and also in the update after stream_id,
+	// which the other server applies again harmlessly; read the other way
+	// round, its update would look like one already applied.
+	streamID, err := s.db.DeviceListStreamID(ctx, userID)
+	if err != nil {
+		return nil, err
 	}
 	res, err := s.QueryLocalKeys(ctx, map[string][]string{userID: {}})
 	if err != nil {
@@ -494,14 +524,14 @@ func (s *Service) LocalUserDevices(ctx context.Context, userID string) (*DeviceL
 	if err != nil {
 		return nil, err
 	}
-	streamID, err := s.db.DeviceListChangePos(ctx, userID)
-	if err != nil {
-		return nil, err
-	}
 	dl := &DeviceList{UserID: userID, StreamID: streamID, Devices: []DeviceListItem{},
 		MasterKey: res.MasterKeys[userID], SelfSigningKey: res.SelfSigningKeys[userID]}
 	for _, d := range devices {
-		dl.Devices = append(dl.Devices, DeviceListItem{DeviceID: d.DeviceID, DeviceDisplayName: d.DisplayName, Keys: res.DeviceKeys[userID][d.DeviceID]})
+		keys := res.DeviceKeys[userID][d.DeviceID]
+		if keys == nil {
+			continue
+		}
+		dl.Devices = append(dl.Devices, DeviceListItem{DeviceID: d.DeviceID, DeviceDisplayName: d.DisplayName, Keys: keys})
 	}
 	return dl, nil
 }

@@ -17,6 +17,9 @@ func (e *Engine) CreateAlias(ctx context.Context, alias, roomID, creator string)
 	if m != "join" {
 		return wrapf(ErrForbidden, "you must be joined to the room to give it an alias")
 	}
+	if err := e.checkAliasCreation(ctx, alias, creator); err != nil {
+		return err
+	}
 	if err := e.db.CreateAlias(ctx, alias, roomID, creator); errors.Is(err, storage.ErrAliasExists) {
 		return wrapf(ErrRoomInUse, "room alias %s already exists", alias)
 	} else if err != nil {

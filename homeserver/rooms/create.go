@@ -91,6 +91,13 @@ func (e *Engine) CreateRoom(ctx context.Context, req CreateRequest) (roomID stri
 		if _, _, err := e.db.ResolveAlias(ctx, alias); err == nil {
 			return "", wrapf(ErrRoomInUse, "room alias %s already exists", alias)
 		}
+		if err := e.checkAliasCreation(ctx, alias, req.Creator); err != nil {
+			return "", err
+		}
+	}
+	// Bridges may have to create the users they represent first.
+	for _, u := range req.Invite {
+		e.queryUser(ctx, u)
 	}
 
 	creator := req.Creator

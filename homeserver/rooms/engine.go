@@ -72,6 +72,8 @@ type Engine struct {
 	aggregator Aggregator
 	// contentCache holds content fields the visibility rules read.
 	contentCache stringCache
+	// namespaces are the application services' hooks (namespaces.go).
+	namespaces NamespaceHooks
 	db         *storage.DB
 	mu         sync.Mutex
 	rooms      map[string]*room

@@ -18,7 +18,16 @@ const (
 	maxAuthFetch     = 200 // auth events fetched for one event
 	maxMissingEvents = 20  // events asked for to fill a gap in prev_events
 	maxStateFetch    = 5000
+	// maxGapDepth bounds how many times gap filling may nest (an event
+	// fetched to fill a gap has a gap of its own...): up to
+	// maxGapDepth*maxMissingEvents events are fetched for one received
+	// event, which covers a server catching up after a long outage; past
+	// that the state at the gap is asked for instead.
+	maxGapDepth = 50
 )
+
+// gapDepthKey carries the nesting of gap filling in the context.
+type gapDepthKey struct{}
 
 // ErrRejected wraps the reason a remote event failed the authorization rules.
 var ErrRejected = errors.New("event rejected")
@@ -131,6 +140,21 @@ func (r *room) reject(ctx context.Context, ev *event.Event, reason error) error 
 // checkAuthEvents makes sure ev's auth events are held (fetching missing
 // ones from origin and checking them in turn), then checks ev against them.
 func (r *room) checkAuthEvents(ctx context.Context, origin string, ev *event.Event, src *eventSource, budget *int) error {
+	// Auth events are usually current state, which is in memory: look
+	// where the auth event selection says they should be before asking
+	// the database.
+	r.mu.RLock()
+	if create := r.state[storage.StateKey{Type: "m.room.create"}]; create != nil {
+		src.cache[create.EventID()] = create
+	}
+	for _, k := range authrules.AuthEventsNeededFor(ev) {
+		if cur := r.state[storage.StateKey{Type: k.EventType, StateKey: k.StateKey}]; cur != nil {
+			if _, ok := src.cache[cur.EventID()]; !ok && contains(ev.AuthEventIDs(), cur.EventID()) {
+				src.cache[cur.EventID()] = cur
+			}
+		}
+	}
+	r.mu.RUnlock()
 	var authEvs []*event.Event
 	for _, id := range ev.AuthEventIDs() {
 		a, err := r.authEvent(ctx, origin, id, src, budget)
@@ -233,6 +257,11 @@ func (r *room) stateBefore(ctx context.Context, origin string, ev *event.Event, 
 // ev, and ingests those it sends, oldest first. Failing is fine: the state
 // is then asked for instead.
 func (r *room) fillGap(ctx context.Context, origin string, ev *event.Event) {
+	depth, _ := ctx.Value(gapDepthKey{}).(int)
+	if depth >= maxGapDepth {
+		return
+	}
+	ctx = context.WithValue(ctx, gapDepthKey{}, depth+1)
 	r.mu.RLock()
 	earliest := make([]string, len(r.extremities))
 	for i, x := range r.extremities {
@@ -317,11 +346,24 @@ func (r *room) resolve(sets []storage.StateMap, src *eventSource) (storage.State
 	return res, nil
 }
 
-// materialise loads the events of a state map.
+// materialise loads the events of a state map. Most of a state map is
+// usually the room's current state, which is in memory: only the rest is
+// read from the database (one query per event otherwise, for every event
+// received).
 func (r *room) materialise(st storage.StateMap, src *eventSource) map[storage.StateKey]*event.Event {
 	out := make(map[storage.StateKey]*event.Event, len(st))
+	var rest []storage.StateKey
+	r.mu.RLock()
 	for k, id := range st {
-		if ev, err := src.Event(id); err == nil {
+		if ev := r.state[k]; ev != nil && ev.EventID() == id {
+			out[k] = ev
+		} else {
+			rest = append(rest, k)
+		}
+	}
+	r.mu.RUnlock()
+	for _, k := range rest {
+		if ev, err := src.Event(st[k]); err == nil {
 			out[k] = ev
 		}
 	}
@@ -363,6 +405,8 @@ func (r *room) persistRemote(ctx context.Context, ev *event.Event, stateBefore s
 	newExt = append(newExt, ev)
 	newState := after
 	if !extendsHead {
+		// State resolution may need the event itself, which is not stored yet.
+		src.cache[ev.EventID()] = ev
 		var err error
 		if newState, err = r.resolve([]storage.StateMap{current, after}, src); err != nil {
 			return err

@@ -19,8 +19,14 @@ func (e *Engine) JoinRemote(ctx context.Context, roomID, userID string, servers 
 	if e.fed == nil {
 		return wrapf(ErrNotFound, "unknown room %s, and federation is off", roomID)
 	}
+	if r, err := e.room(ctx, roomID); err == nil {
+		// A room we left: the servers still in it, as we last knew them.
+		r.mu.RLock()
+		servers = append(servers, r.remoteServersLocked()...)
+		r.mu.RUnlock()
+	}
 	var errs []error
-	for _, server := range servers {
+	for _, server := range dedupe(servers) {
 		if server == e.cfg.ServerName {
 			continue
 		}
@@ -35,6 +41,27 @@ func (e *Engine) JoinRemote(ctx context.Context, roomID, userID string, servers 
 		return wrapf(ErrNotFound, "no server to join %s through", roomID)
 	}
 	return errors.Join(append([]error{ErrForbidden}, errs...)...)
+}
+
+// leftRemoteRoom reports whether this server knows the room but is no
+// longer in it (no local user joined) while other servers are: a local
+// join would build on a head that is stale by whatever happened since
+// (an unban, say, that was never sent to us), so the join goes through a
+// resident server, as a first join does.
+func (e *Engine) leftRemoteRoom(r *room) bool {
+	if e.fed == nil {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for k, ev := range r.state {
+		if k.Type == "m.room.member" && serverOf(k.StateKey) == e.cfg.ServerName {
+			if m, _ := ev.Membership(); m == "join" {
+				return false
+			}
+		}
+	}
+	return len(r.remoteServersLocked()) > 0
 }
 
 // template is what make_join and make_leave answer.
@@ -223,13 +250,22 @@ func (e *Engine) storeJoinedRoom(ctx context.Context, version event.RoomVersion,
 		return fmt.Errorf("send_join: our join is not allowed by the state sent: %w", err)
 	}
 
+	// A room we were in before (and left) is rejoined: the state the
+	// resident server sent replaces ours, which may be stale.
+	_, err := e.db.GetRoom(ctx, roomID)
+	rejoin := err == nil
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
 	r := newRoom(e, roomID, version, info)
 	pos := e.cfg.Positions.Allocate(1)
 	defer e.cfg.Positions.Done(pos)
 	var before, after int64
-	err := e.db.WithTx(ctx, func(tx *storage.Tx) error {
-		if err := storage.InsertRoom(ctx, tx, storage.Room{RoomID: roomID, Version: string(version), CreatedTS: create.OriginServerTS()}); err != nil {
-			return err
+	err = e.db.WithTx(ctx, func(tx *storage.Tx) error {
+		if !rejoin {
+			if err := storage.InsertRoom(ctx, tx, storage.Room{RoomID: roomID, Version: string(version), CreatedTS: create.OriginServerTS()}); err != nil {
+				return err
+			}
 		}
 		for id, ev := range byID {
 			if !valid[id] {
@@ -274,11 +310,19 @@ func (e *Engine) storeJoinedRoom(ctx context.Context, version event.RoomVersion,
 	r.state[storage.StateKey{Type: "m.room.member", StateKey: *join.StateKey()}] = join
 	r.snapshot, r.depth, r.extremities = after, join.Depth(), []*event.Event{join}
 	e.mu.Lock()
-	if _, exists := e.rooms[roomID]; !exists {
+	loaded, exists := e.rooms[roomID]
+	if !exists {
 		e.rooms[roomID] = r
 		go r.run()
 	}
 	e.mu.Unlock()
+	if exists {
+		// Nothing of ours was joined, so nothing of ours was being sent
+		// on the old head: moving it here is safe.
+		loaded.mu.Lock()
+		loaded.state, loaded.snapshot, loaded.depth, loaded.extremities = r.state, r.snapshot, r.depth, r.extremities
+		loaded.mu.Unlock()
+	}
 	e.emit(join, pos)
 	r.notify([]built{{ev: join}}, pos)
 	return nil

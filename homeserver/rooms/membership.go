@@ -14,6 +14,10 @@ import (
 func (e *Engine) ResolveRoom(ctx context.Context, roomIDOrAlias string) (string, error) {
 	if len(roomIDOrAlias) > 0 && roomIDOrAlias[0] == '#' {
 		roomID, _, err := e.db.ResolveAlias(ctx, roomIDOrAlias)
+		if errors.Is(err, storage.ErrNotFound) && e.queryAlias(ctx, roomIDOrAlias) {
+			// An application service has just created it.
+			roomID, _, err = e.db.ResolveAlias(ctx, roomIDOrAlias)
+		}
 		if errors.Is(err, storage.ErrNotFound) {
 			return "", wrapf(ErrNotFound, "unknown room alias %s", roomIDOrAlias)
 		}
@@ -33,7 +37,7 @@ func (e *Engine) Join(ctx context.Context, roomIDOrAlias, userID, reason string,
 	if err != nil {
 		return "", err
 	}
-	if _, err := e.room(ctx, roomID); errors.Is(err, ErrNotFound) {
+	if r, err := e.room(ctx, roomID); errors.Is(err, ErrNotFound) || (err == nil && e.leftRemoteRoom(r)) {
 		candidates := append(append([]string{}, via...), servers...)
 		if inv, err := e.db.GetRemoteInvite(ctx, roomID, userID); err == nil {
 			candidates = append([]string{serverOf(inv.Sender)}, candidates...)
@@ -68,6 +72,8 @@ func (e *Engine) ChangeMembership(ctx context.Context, roomID, sender, target, m
 	}
 	content := memberContent(membership, "", "", reason, isDirect)
 	if membership == "invite" {
+		// A bridge may have to create the user it represents first.
+		e.queryUser(ctx, target)
 		// The invitee's profile lets their client show who they are.
 		name, avatar := e.cfg.Profiles(ctx, target)
 		content = memberContent(membership, name, avatar, reason, isDirect)

@@ -28,7 +28,12 @@ func (e *Engine) EventForUser(ctx context.Context, viewer Viewer, roomID, eventI
 		// the user may not see is not revealed.
 		return nil, wrapf(ErrNotFound, "event not found")
 	}
-	return e.formatRow(ctx, row, viewer, true)
+	// Through FormatRows, so that the event gets its bundled aggregations.
+	evs, err := e.FormatRows(ctx, []*storage.EventRow{row}, viewer)
+	if err != nil {
+		return nil, err
+	}
+	return evs[0], nil
 }
 
 // MessagesRequest is a /messages request. Positions are stream tokens: a
@@ -43,6 +48,11 @@ type MessagesRequest struct {
 	// Match filters events before the limit is applied (nil keeps all).
 	Match func(*storage.EventRow) bool
 }
+
+// maxBackfillsPerPage bounds the backfill requests one /messages page
+// makes, so that a page whose events the user may not see cannot make it
+// fetch without end.
+const maxBackfillsPerPage = 3
 
 // MessagesResponse is a page of events with the tokens around it.
 type MessagesResponse struct {
@@ -75,31 +85,45 @@ func (e *Engine) Messages(ctx context.Context, req MessagesRequest) (*MessagesRe
 	}
 	limit = min(limit, 1000)
 	current := e.cfg.Positions.Current()
+	// Positions below 0 are backfilled history (backfill.go), so only -1
+	// means "no token".
 	from := req.From
-	if from < 0 || from > current {
-		if req.Backwards {
+	if from == -1 || from > current {
+		if req.Backwards || from > current {
 			from = current
-		} else if from < 0 {
-			from = 0
 		} else {
-			from = current
+			from = minPos
 		}
 	}
 	resp := &MessagesResponse{Start: from, End: -1}
 	cursor := from
+	backfills := 0
 	for len(resp.Chunk) < limit {
 		var rows []*storage.EventRow
 		var err error
 		want := limit - len(resp.Chunk)
 		if req.Backwards {
-			lower := int64(0)
-			if req.To >= 0 {
+			lower := int64(minPos)
+			if req.To != -1 {
 				lower = req.To
 			}
 			rows, err = e.db.RoomEvents(ctx, req.RoomID, lower, cursor, want, true)
+			if err == nil && len(rows) < want && req.To == -1 && backfills < maxBackfillsPerPage {
+				// The start of what we hold: ask the room's other servers
+				// for what came before, then read again. (/sync always
+				// gives a lower bound, so it never gets here.)
+				backfills++
+				n, berr := e.backfill(ctx, req.RoomID, want-len(rows))
+				if berr != nil {
+					e.cfg.Log.WithError(berr).WithField("room_id", req.RoomID).Info("backfill failed")
+				}
+				if n > 0 {
+					rows, err = e.db.RoomEvents(ctx, req.RoomID, lower, cursor, want, true)
+				}
+			}
 		} else {
 			upper := current
-			if req.To >= 0 && req.To < upper {
+			if req.To != -1 && req.To < upper {
 				upper = req.To
 			}
 			rows, err = e.db.RoomEvents(ctx, req.RoomID, cursor, upper, want, false)

@@ -65,7 +65,7 @@ func (e *Engine) clientChecks(p Proto, st stateView) error {
 	if p.Type == "m.room.create" {
 		return wrapf(ErrForbidden, "a room has exactly one m.room.create event")
 	}
-	return nil
+	return e.checkRelation(context.Background(), p, st)
 }
 
 // checkRedaction: without the power to redact, a user may redact only

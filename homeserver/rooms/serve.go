@@ -115,6 +115,7 @@ func (e *Engine) HandleSendJoin(ctx context.Context, origin string, ev *event.Ev
 	if err := e.Ingest(ctx, origin, ev); err != nil {
 		return nil, nil, nil, err
 	}
+	e.passOn(ctx, ev, origin)
 	row, err := e.db.GetEvent(ctx, ev.EventID())
 	if err != nil {
 		return nil, nil, nil, wrapf(ErrForbidden, "the event was not accepted")
@@ -139,15 +140,46 @@ func (e *Engine) HandleSendJoin(ctx context.Context, origin string, ev *event.Ev
 	return state, authChain, ev, err
 }
 
-// eventsJSON loads the JSON of events held in the timeline or as outliers.
+// passOn sends a membership event that origin handed us through
+// send_join or send_leave to the room's other servers: the joining server
+// knows only us, and the spec makes the resident server pass it on.
+func (e *Engine) passOn(ctx context.Context, ev *event.Event, origin string) {
+	if e.fed == nil {
+		return
+	}
+	r, err := e.room(ctx, ev.RoomID())
+	if err != nil {
+		return
+	}
+	r.mu.RLock()
+	servers := r.remoteServersLocked()
+	r.mu.RUnlock()
+	dests := servers[:0]
+	for _, s := range servers {
+		if s != origin {
+			dests = append(dests, s)
+		}
+	}
+	if len(dests) > 0 {
+		e.fed.Send(dests, []*event.Event{ev})
+	}
+}
+
+// eventsJSON loads the JSON of events held in the timeline or as outliers,
+// in the order of ids, a few hundred per query (a join of a large room
+// asks for tens of thousands).
 func (e *Engine) eventsJSON(ctx context.Context, ids []string) ([]json.RawMessage, error) {
+	rows, err := e.db.GetEvents(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]string, len(rows))
+	for _, row := range rows {
+		byID[row.EventID] = row.JSON
+	}
 	out := make([]json.RawMessage, 0, len(ids))
 	for _, id := range ids {
-		_, js, k, err := e.db.AnyEventJSON(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if k == storage.InTimeline || k == storage.Outlier {
+		if js, ok := byID[id]; ok {
 			out = append(out, json.RawMessage(js))
 		}
 	}
@@ -156,36 +188,35 @@ func (e *Engine) eventsJSON(ctx context.Context, ids []string) ([]json.RawMessag
 
 // AuthChain returns the IDs of the auth chain of the events: every event
 // reachable through auth_events, not including the events themselves
-// unless another event of the chain cites them.
+// unless another event of the chain cites them. It walks the chain a
+// level at a time, loading each level with one query per few hundred
+// events.
 func (e *Engine) AuthChain(ctx context.Context, ids []string) ([]string, error) {
 	seen := map[string]bool{}
 	var out []string
-	queue := append([]string{}, ids...)
-	start := map[string]bool{}
-	for _, id := range ids {
-		start[id] = true
-	}
-	for len(queue) > 0 {
-		id := queue[0]
-		queue = queue[1:]
-		_, js, k, err := e.db.AnyEventJSON(ctx, id)
+	level := append([]string{}, ids...)
+	for len(level) > 0 {
+		rows, err := e.db.GetEvents(ctx, level)
 		if err != nil {
 			return nil, err
 		}
-		if k != storage.InTimeline && k != storage.Outlier {
-			continue
-		}
-		var ev struct {
-			AuthEvents json.RawMessage `json:"auth_events"`
-		}
-		_ = json.Unmarshal([]byte(js), &ev)
-		for _, a := range authIDs(ev.AuthEvents) {
-			if !seen[a] {
-				seen[a] = true
-				out = append(out, a)
-				queue = append(queue, a)
+		// Sorted, so that the answer does not depend on the database's order.
+		sort.Slice(rows, func(i, j int) bool { return rows[i].EventID < rows[j].EventID })
+		var next []string
+		for _, row := range rows {
+			var ev struct {
+				AuthEvents json.RawMessage `json:"auth_events"`
+			}
+			_ = json.Unmarshal([]byte(row.JSON), &ev)
+			for _, a := range authIDs(ev.AuthEvents) {
+				if !seen[a] {
+					seen[a] = true
+					out = append(out, a)
+					next = append(next, a)
+				}
 			}
 		}
+		level = next
 	}
 	return out, nil
 }
@@ -212,6 +243,11 @@ func authIDs(raw json.RawMessage) []string {
 // the state before it: the history visibility rules applied to the
 // server's users.
 func (e *Engine) serverMaySee(ctx context.Context, server string, row *storage.EventRow) (bool, error) {
+	if row.Type == "m.room.member" && row.StateKey != nil && serverOf(*row.StateKey) == server {
+		// Membership events of the server's own users (an invite it
+		// countersigned, a kick): it may see them, and their auth chain.
+		return true, nil
+	}
 	st, err := e.db.LoadSnapshot(ctx, row.StateBefore)
 	if err != nil {
 		return false, err
@@ -337,17 +373,18 @@ func (e *Engine) EventsJSON(ctx context.Context, ids []string) ([]json.RawMessag
 // BackfillForServer answers /backfill: up to limit events of the room
 // before (and including) the given ones, newest first, that the server may see.
 func (e *Engine) BackfillForServer(ctx context.Context, server, roomID string, from []string, limit int) ([]json.RawMessage, error) {
-	var top int64 = -1
+	// Positions may be negative: history we backfilled ourselves.
+	var top int64 = minPos
 	for _, id := range from {
 		row, err := e.db.GetEvent(ctx, id)
 		if err == nil && row.RoomID == roomID && row.StreamPos > top {
 			top = row.StreamPos
 		}
 	}
-	if top < 0 {
+	if top == minPos {
 		return []json.RawMessage{}, nil
 	}
-	rows, err := e.db.RoomEvents(ctx, roomID, 0, top, min(max(limit, 1), 100), true)
+	rows, err := e.db.RoomEvents(ctx, roomID, minPos, top, min(max(limit, 1), 100), true)
 	if err != nil {
 		return nil, err
 	}

@@ -85,6 +85,9 @@ type Request struct {
 	StateMatch    func(*storage.EventRow) bool
 	// AccountDataMatch filters account data event types; nil keeps all.
 	AccountDataMatch func(eventType string) bool
+	// UnreadThreadNotifications asks for unread counts split by thread
+	// (the timeline filter's unread_thread_notifications).
+	UnreadThreadNotifications bool
 }
 
 // Response is the /sync response body.
@@ -105,16 +108,17 @@ type Response struct {
 
 // JoinedRoom returns the response's section for a joined room, adding an
 // empty one if the room has none yet (for extensions that add ephemeral
-// events to rooms without new timeline events).
+// events to rooms without new timeline events). The new section has no
+// unread counts, so that the client keeps those it has; the push extension
+// fills them where it knows them.
 func (r *Response) JoinedRoom(roomID string) *JoinedRoom {
 	jr, ok := r.Rooms.Join[roomID]
 	if !ok {
 		jr = &JoinedRoom{
-			State:               ClientEvents{Events: []*rooms.ClientEvent{}},
-			Timeline:            Timeline{Events: []*rooms.ClientEvent{}},
-			Ephemeral:           EventList{Events: []json.RawMessage{}},
-			AccountData:         EventList{Events: []json.RawMessage{}},
-			UnreadNotifications: &UnreadNotifications{},
+			State:       ClientEvents{Events: []*rooms.ClientEvent{}},
+			Timeline:    Timeline{Events: []*rooms.ClientEvent{}},
+			Ephemeral:   EventList{Events: []json.RawMessage{}},
+			AccountData: EventList{Events: []json.RawMessage{}},
 		}
 		r.Rooms.Join[roomID] = jr
 	}
@@ -142,12 +146,18 @@ type Rooms struct {
 
 // JoinedRoom is a room the user is joined to.
 type JoinedRoom struct {
-	Summary             *Summary             `json:"summary,omitempty"`
-	State               ClientEvents         `json:"state"`
-	Timeline            Timeline             `json:"timeline"`
-	Ephemeral           EventList            `json:"ephemeral"`
-	AccountData         EventList            `json:"account_data"`
-	UnreadNotifications *UnreadNotifications `json:"unread_notifications"`
+	Summary     *Summary     `json:"summary,omitempty"`
+	State       ClientEvents `json:"state"`
+	Timeline    Timeline     `json:"timeline"`
+	Ephemeral   EventList    `json:"ephemeral"`
+	AccountData EventList    `json:"account_data"`
+	// UnreadNotifications are the room's counts (its main timeline's when
+	// split by thread); nil leaves them out, for rooms whose counts the
+	// response does not know.
+	UnreadNotifications *UnreadNotifications `json:"unread_notifications,omitempty"`
+	// UnreadThreadNotifications are the counts of the room's threads, by
+	// thread root, when the filter asks for them split.
+	UnreadThreadNotifications map[string]*UnreadNotifications `json:"unread_thread_notifications,omitempty"`
 }
 
 // UnreadNotifications are the room's unread counts.

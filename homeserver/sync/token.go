@@ -47,7 +47,9 @@ func ParseToken(s string) (Token, error) {
 	vals := make([]int64, max(len(parts), 2))
 	for i, p := range parts {
 		v, err := strconv.ParseInt(p, 10, 64)
-		if err != nil || v < 0 {
+		// Only the event position may be negative: pagination tokens
+		// into backfilled history (stored below position 0).
+		if err != nil || (v < 0 && i > 0) {
 			return Token{}, fmt.Errorf("invalid token %q", s)
 		}
 		vals[i] = v

@@ -21,6 +21,13 @@ type Device struct {
 	DeviceID  string
 	// IsAdmin is true for server admins.
 	IsAdmin bool
+	// AppServiceID is the application service acting as UserID when the
+	// request authenticated with a service's as_token; "" otherwise.
+	AppServiceID string
+	// Virtual is true when no real device stands behind the request (an
+	// application service acting without device_id): DeviceID is then a
+	// per-service placeholder that only scopes transaction IDs.
+	Virtual bool
 }
 
 // DeviceInfo is one of a user's devices as the device list shows it.

@@ -1,0 +1,449 @@
+package push
+
+import (
+	"context"
+	"encoding/json"
+	"hash/fnv"
+	"strings"
+	gosync "sync"
+	"time"
+
+	"github.com/parley-chat/parley/matrix/authrules"
+	"github.com/parley-chat/parley/matrix/event"
+	"github.com/parley-chat/parley/storage"
+)
+
+// job is one new timeline event to evaluate.
+type job struct {
+	ev  *event.Event
+	pos int64
+	seq uint64 // the shard's sequence number, for progress
+}
+
+// shard is one evaluation worker with its queue. Rooms are assigned to
+// shards by a hash of their ID, so that a room's events are evaluated in
+// the order they were added, and a shard's room cache is its own.
+type shard struct {
+	s *Service
+
+	mu       gosync.Mutex
+	queue    []job
+	enqueued uint64 // sequence number of the last queued job
+	// inflight is the lowest position of the batch being evaluated, 0
+	// when none.
+	inflight int64
+	signal   chan struct{}
+
+	rooms map[string]*roomInfo // used only by the worker goroutine
+}
+
+// maxQueue bounds each shard's queue. Beyond it events are not evaluated
+// (and logged): memory matters more than the counts of a flood.
+const maxQueue = 100000
+
+// maxBatch is the most events written in one transaction.
+const maxBatch = 128
+
+// maxRoomCache bounds the rooms each shard keeps a context for.
+const maxRoomCache = 5000
+
+func newShard(s *Service) *shard {
+	return &shard{s: s, signal: make(chan struct{}, 1), rooms: map[string]*roomInfo{}}
+}
+
+// OnEvent is the room engine listener: it queues a new timeline event for
+// evaluation and returns at once.
+func (s *Service) OnEvent(ev *event.Event, pos int64) {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(ev.RoomID()))
+	sh := s.shards[int(h.Sum32()%uint32(len(s.shards)))]
+	sh.mu.Lock()
+	if len(sh.queue) >= maxQueue {
+		sh.mu.Unlock()
+		s.log.WithField("event_id", ev.EventID()).Error("push: evaluation queue full; event not evaluated")
+		return
+	}
+	sh.enqueued++
+	sh.queue = append(sh.queue, job{ev: ev, pos: pos, seq: sh.enqueued})
+	sh.mu.Unlock()
+	for {
+		seen := s.maxSeen.Load()
+		if pos <= seen || s.maxSeen.CompareAndSwap(seen, pos) {
+			break
+		}
+	}
+	select {
+	case sh.signal <- struct{}{}:
+	default:
+	}
+}
+
+// run evaluates queued events until stop is closed and the queue is empty.
+func (sh *shard) run(stop <-chan struct{}) {
+	for {
+		sh.mu.Lock()
+		n := min(len(sh.queue), maxBatch)
+		batch := append([]job(nil), sh.queue[:n]...)
+		sh.queue = sh.queue[n:]
+		if len(sh.queue) == 0 {
+			sh.queue = nil // let the backing array go
+		}
+		sh.inflight = 0
+		for _, j := range batch {
+			if sh.inflight == 0 || j.pos < sh.inflight {
+				sh.inflight = j.pos
+			}
+		}
+		sh.mu.Unlock()
+		if len(batch) > 0 {
+			sh.process(batch)
+			sh.mu.Lock()
+			sh.inflight = 0
+			sh.mu.Unlock()
+			sh.s.progress.done(sh, batch[len(batch)-1].seq)
+			continue
+		}
+		select {
+		case <-sh.signal:
+		case <-stop:
+			sh.mu.Lock()
+			empty := len(sh.queue) == 0
+			sh.mu.Unlock()
+			if empty {
+				return
+			}
+		}
+	}
+}
+
+// roomInfo is what a shard knows of a room between state changes.
+type roomInfo struct {
+	ctx *RoomContext
+	// local are the joined members of this server.
+	local []string
+	name  string
+	alias string
+}
+
+// stateTypesThatMatter are the state events that change a roomInfo.
+var stateTypesThatMatter = map[string]bool{
+	"m.room.member": true, "m.room.power_levels": true, "m.room.create": true,
+	"m.room.name": true, "m.room.canonical_alias": true,
+}
+
+// room returns the shard's context of a room, rebuilding it from the
+// current state when ev changed what it holds.
+func (sh *shard) room(ctx context.Context, ev *event.Event) (*roomInfo, error) {
+	roomID := ev.RoomID()
+	if ev.StateKey() != nil && stateTypesThatMatter[ev.Type()] {
+		delete(sh.rooms, roomID)
+	}
+	if ri, ok := sh.rooms[roomID]; ok {
+		return ri, nil
+	}
+	st, err := sh.s.cfg.Rooms.CurrentState(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	ri := buildRoomInfo(st, sh.s.cfg.ServerName)
+	if len(sh.rooms) >= maxRoomCache {
+		clear(sh.rooms)
+	}
+	sh.rooms[roomID] = ri
+	return ri, nil
+}
+
+// buildRoomInfo reads a room's members, names and power levels from its
+// state.
+func buildRoomInfo(st map[storage.StateKey]*event.Event, serverName string) *roomInfo {
+	ri := &roomInfo{ctx: &RoomContext{DisplayNames: map[string]string{}}}
+	suffix := ":" + serverName
+	var create, power *event.Event
+	for k, ev := range st {
+		switch k.Type {
+		case "m.room.member":
+			if m, _ := ev.Membership(); m != "join" {
+				continue
+			}
+			ri.ctx.MemberCount++
+			var c struct {
+				DisplayName string `json:"displayname"`
+			}
+			_ = json.Unmarshal(ev.Content(), &c)
+			if c.DisplayName != "" {
+				ri.ctx.DisplayNames[k.StateKey] = c.DisplayName
+			}
+			if strings.HasSuffix(k.StateKey, suffix) {
+				ri.local = append(ri.local, k.StateKey)
+			}
+		case "m.room.create":
+			if k.StateKey == "" {
+				create = ev
+			}
+		case "m.room.power_levels":
+			if k.StateKey == "" {
+				power = ev
+			}
+		case "m.room.name":
+			if k.StateKey == "" {
+				var c struct {
+					Name string `json:"name"`
+				}
+				_ = json.Unmarshal(ev.Content(), &c)
+				ri.name = c.Name
+			}
+		case "m.room.canonical_alias":
+			if k.StateKey == "" {
+				var c struct {
+					Alias string `json:"alias"`
+				}
+				_ = json.Unmarshal(ev.Content(), &c)
+				ri.alias = c.Alias
+			}
+		}
+	}
+	if create != nil {
+		ri.ctx.Power, _ = authrules.NewPowerLevels(create, power)
+	}
+	return ri
+}
+
+// evaluated is the outcome of one event for one user.
+type evaluated struct {
+	userID  string
+	outcome *Outcome
+}
+
+// result is what one event produced.
+type result struct {
+	job      job
+	room     *roomInfo
+	threadID string
+	notified []evaluated
+}
+
+// process evaluates a batch and records it in one transaction.
+func (sh *shard) process(batch []job) {
+	s := sh.s
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var (
+		results []result
+		notifs  []storage.PushNotification
+		reads   []storage.PushRead
+	)
+	now := s.cfg.Now().UnixMilli()
+	for _, j := range batch {
+		r, err := sh.evaluate(ctx, j)
+		if err != nil {
+			s.log.WithError(err).WithField("event_id", j.ev.EventID()).Warn("push: evaluating event")
+			continue
+		}
+		if s.isLocal(j.ev.Sender()) {
+			// Sending an event reads everything before it (in its thread).
+			reads = append(reads, storage.PushRead{UserID: j.ev.Sender(), RoomID: j.ev.RoomID(),
+				ThreadID: r.threadID, StreamPos: j.pos})
+		}
+		for _, n := range r.notified {
+			notifs = append(notifs, storage.PushNotification{UserID: n.userID, RoomID: j.ev.RoomID(),
+				EventID: j.ev.EventID(), ThreadID: r.threadID, StreamPos: j.pos, TS: now,
+				Actions: string(n.outcome.ActionsJSON), Highlight: n.outcome.Highlight})
+		}
+		if len(r.notified) > 0 {
+			results = append(results, r)
+		}
+	}
+	var rec storage.PushRecorded
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if rec, err = s.db.RecordPush(ctx, notifs, reads); err == nil {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+	if err != nil {
+		s.log.WithError(err).WithField("events", len(batch)).Error("push: recording notifications failed")
+		return
+	}
+	if len(rec.Changed) > 0 && s.cfg.Notifier != nil {
+		s.cfg.Notifier.Wake(rec.Changed...)
+	}
+	s.gateway.notify(ctx, onlyNew(results, rec.Inserted))
+}
+
+// onlyNew keeps the notifications that were recorded for the first time:
+// an event evaluated again (after a restart) is not pushed again.
+func onlyNew(results []result, inserted []storage.PushNotification) []result {
+	fresh := make(map[[2]any]bool, len(inserted))
+	for _, n := range inserted {
+		fresh[[2]any{n.UserID, n.StreamPos}] = true
+	}
+	out := results[:0]
+	for _, r := range results {
+		kept := r.notified[:0]
+		for _, n := range r.notified {
+			if fresh[[2]any{n.userID, r.job.pos}] {
+				kept = append(kept, n)
+			}
+		}
+		if len(kept) > 0 {
+			r.notified = kept
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// threadOf returns the thread an event belongs to: the root of the m.thread
+// relation it has, or that of the event it relates to, following at most
+// three relations as the spec recommends; storage.ThreadMain otherwise.
+func (sh *shard) threadOf(ctx context.Context, ev *event.Event) string {
+	content := ev.Content()
+	for hop := 0; hop < 3; hop++ {
+		var c struct {
+			RelatesTo struct {
+				RelType string `json:"rel_type"`
+				EventID string `json:"event_id"`
+			} `json:"m.relates_to"`
+		}
+		if json.Unmarshal(content, &c) != nil || c.RelatesTo.EventID == "" {
+			return storage.ThreadMain
+		}
+		if c.RelatesTo.RelType == "m.thread" {
+			return c.RelatesTo.EventID
+		}
+		row, err := sh.s.db.GetEvent(ctx, c.RelatesTo.EventID)
+		if err != nil || row.RoomID != ev.RoomID() {
+			return storage.ThreadMain
+		}
+		var wrapper struct {
+			Content json.RawMessage `json:"content"`
+		}
+		if json.Unmarshal([]byte(row.JSON), &wrapper) != nil {
+			return storage.ThreadMain
+		}
+		content = wrapper.Content
+	}
+	return storage.ThreadMain
+}
+
+// evaluate runs every recipient's rules on one event.
+func (sh *shard) evaluate(ctx context.Context, j job) (result, error) {
+	s := sh.s
+	ev := j.ev
+	r := result{job: j, threadID: storage.ThreadMain}
+	ri, err := sh.room(ctx, ev)
+	if err != nil {
+		return r, err
+	}
+	r.room = ri
+	recipients := ri.local
+	if ev.Type() == "m.room.member" && ev.StateKey() != nil {
+		// An invitee is not joined yet, but .m.rule.invite_for_me is for
+		// them.
+		if m, _ := ev.Membership(); m == "invite" && s.isLocal(*ev.StateKey()) {
+			recipients = append(append([]string(nil), recipients...), *ev.StateKey())
+		}
+	}
+	p := s.eval.Prepare(ev, ri.ctx)
+	now := s.cfg.Now()
+	sender := ev.Sender()
+	isState := ev.StateKey() != nil
+	isInvite := false
+	if ev.Type() == "m.room.member" && isState {
+		m, _ := ev.Membership()
+		isInvite = m == "invite"
+	}
+	for _, u := range recipients {
+		if u == sender {
+			continue
+		}
+		rules, err := s.compiled(ctx, u, now)
+		if err != nil {
+			s.log.WithError(err).Warn("push: skipping a user whose rules do not load")
+			continue
+		}
+		// Events the user does not see never notify them: those of users
+		// they ignore, invites from them included.
+		if rules.ignored[sender] && (!isState || isInvite) {
+			continue
+		}
+		if o := s.eval.Evaluate(p, rules); o != nil && o.Notify {
+			r.notified = append(r.notified, evaluated{userID: u, outcome: o})
+		}
+	}
+	if len(r.notified) > 0 || s.isLocal(sender) {
+		r.threadID = sh.threadOf(ctx, ev)
+	}
+	return r, nil
+}
+
+func (s *Service) isLocal(userID string) bool {
+	return strings.HasSuffix(userID, ":"+s.cfg.ServerName)
+}
+
+// progress lets readers wait until the events queued so far are
+// evaluated: /sync does, so that a new event's counts come in the same
+// response as the event, as the spec requires.
+type progress struct {
+	mu      gosync.Mutex
+	reached map[*shard]uint64
+	changed chan struct{}
+}
+
+func (p *progress) init() {
+	p.reached = map[*shard]uint64{}
+	p.changed = make(chan struct{})
+}
+
+func (p *progress) done(sh *shard, seq uint64) {
+	p.mu.Lock()
+	p.reached[sh] = seq
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// WaitEvaluated waits until every event queued before the call has been
+// evaluated and recorded, or until timeout or ctx ends. It reports whether
+// it got there.
+func (s *Service) WaitEvaluated(ctx context.Context, timeout time.Duration) bool {
+	if !s.started.Load() {
+		return false // nothing evaluates yet: do not hold readers up
+	}
+	want := make(map[*shard]uint64, len(s.shards))
+	for _, sh := range s.shards {
+		sh.mu.Lock()
+		want[sh] = sh.enqueued
+		sh.mu.Unlock()
+	}
+	var timer <-chan time.Time
+	for {
+		p := &s.progress
+		p.mu.Lock()
+		behind := false
+		for sh, seq := range want {
+			if p.reached[sh] < seq {
+				behind = true
+				break
+			}
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		if !behind {
+			return true
+		}
+		if timer == nil {
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			timer = t.C
+		}
+		select {
+		case <-ch:
+		case <-timer:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
