@@ -21,9 +21,17 @@ import (
 )
 
 // SupportedVersions are the client-server spec versions this server
-// implements. Only versions whose endpoints really work are listed: a client
-// uses this list to decide what it may call.
-var SupportedVersions = []string{}
+// implements. Clients use the list to decide what they may call, so only
+// versions whose endpoints really work are listed: r0.6.1 and v1.1 (their
+// endpoints, key backup and cross-signing included; 3PIDs, guests and
+// single sign-on are optional and absent). v1.2 adds /hierarchy, which
+// Parley does not serve yet, so later versions are not claimed; features
+// of later versions that do work are announced in UnstableFeatures.
+var SupportedVersions = []string{"r0.6.1", "v1.1"}
+
+// UnstableFeatures announces features beyond the listed versions that
+// clients gate on flags: authenticated media (Matrix 1.11, MSC3916).
+var UnstableFeatures = map[string]bool{"org.matrix.msc3916.stable": true}
 
 // clientPrefixes are the path prefixes every client endpoint answers under.
 var clientPrefixes = []string{"/_matrix/client/v3", "/_matrix/client/r0"}
@@ -114,7 +122,7 @@ func (a *API) Register(r *mux.Router) {
 func (a *API) versions(w http.ResponseWriter, _ *http.Request) {
 	httputil.WriteJSON(w, http.StatusOK, map[string]any{
 		"versions":          SupportedVersions,
-		"unstable_features": map[string]bool{},
+		"unstable_features": UnstableFeatures,
 	})
 }
 

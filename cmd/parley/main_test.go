@@ -166,6 +166,12 @@ func TestFirstStartServeAndStop(t *testing.T) {
 	if resp.StatusCode != 200 || body["versions"] == nil {
 		t.Fatalf("versions: %d %v", resp.StatusCode, body)
 	}
+	if vs, _ := body["versions"].([]any); len(vs) == 0 || vs[len(vs)-1] != "v1.1" {
+		t.Fatalf("versions lists %v", body["versions"])
+	}
+	if uf, _ := body["unstable_features"].(map[string]any); uf["org.matrix.msc3916.stable"] != true {
+		t.Fatalf("authenticated media not announced: %v", body["unstable_features"])
+	}
 	if resp.Header.Get("X-Request-Id") == "" || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Fatalf("missing request ID or CORS headers: %v", resp.Header)
 	}
