@@ -150,6 +150,26 @@ func (x *syncExtension) CurrentPos(ctx context.Context) (int64, error) {
 
 func (x *syncExtension) Fill(ctx context.Context, req sync.Request, from, to int64, resp *sync.Response) (bool, error) {
 	user := req.Viewer.UserID
+	// The counts of the events in the response must be in it: wait for
+	// the evaluation of any of them CurrentPos could not wait for, not
+	// having been handed over yet.
+	deadline := time.Now().Add(evaluationWait)
+	waited := false
+	for roomID, jr := range resp.Rooms.Join {
+		last := int64(0)
+		for _, ev := range jr.Timeline.Events {
+			if ev.Stored != nil {
+				last = max(last, ev.Stored.StreamPos)
+			}
+		}
+		if last > 0 {
+			x.s.waitSeen(ctx, roomID, last, deadline)
+			waited = true
+		}
+	}
+	if waited {
+		x.s.WaitEvaluated(ctx, time.Until(deadline))
+	}
 	if err := x.fillPushRules(ctx, req, resp); err != nil {
 		return false, err
 	}

@@ -88,8 +88,14 @@ type Service struct {
 	started atomic.Bool
 	// maxSeen is the highest stream position queued, for the watermark.
 	maxSeen atomic.Int64
-	stop    chan struct{}
-	wg      gosync.WaitGroup
+	// seen is the highest position handed over per room, and seenFloor
+	// the newest position at Start: events up to it were evaluated before
+	// or are caught up. /sync uses them to wait for the events it returns.
+	seenMu    gosync.Mutex
+	seen      map[string]int64
+	seenFloor atomic.Int64
+	stop      chan struct{}
+	wg        gosync.WaitGroup
 }
 
 // maxCachedUsers bounds the compiled rules kept in memory.
@@ -117,7 +123,8 @@ func New(cfg Config) *Service {
 		l.SetLevel(logrus.PanicLevel)
 		cfg.Log = l
 	}
-	s := &Service{cfg: cfg, log: cfg.Log, db: cfg.DB, eval: NewEvaluator(), cache: map[string]*compiledRules{}}
+	s := &Service{cfg: cfg, log: cfg.Log, db: cfg.DB, eval: NewEvaluator(), cache: map[string]*compiledRules{},
+		seen: map[string]int64{}}
 	s.progress.init()
 	for range cfg.Workers {
 		s.shards = append(s.shards, newShard(s))
@@ -262,6 +269,14 @@ func (s *Service) Start() {
 		return
 	}
 	s.running = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	upTo, err := s.db.MaxStreamPos(ctx)
+	cancel()
+	if err != nil {
+		s.log.WithError(err).Warn("push: reading the stream position; nothing will be caught up")
+		upTo = 0
+	}
+	s.seenFloor.Store(upTo)
 	s.started.Store(true)
 	s.stop = make(chan struct{})
 	for _, sh := range s.shards {
@@ -281,7 +296,7 @@ func (s *Service) Start() {
 	go func() {
 		defer s.wg.Done()
 		defer close(catchUp)
-		s.catchUp(s.stop)
+		s.catchUp(s.stop, upTo)
 	}()
 	go func() {
 		defer s.wg.Done()

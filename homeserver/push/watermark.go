@@ -90,10 +90,10 @@ func (s *Service) watermarkLoop(stop <-chan struct{}, catchUpDone <-chan struct{
 	}
 }
 
-// catchUp evaluates the events after the stored watermark up to the
+// catchUp evaluates the events after the stored watermark up to upTo, the
 // newest one at start: those a stop or crash left unevaluated, and some
 // already evaluated.
-func (s *Service) catchUp(stop <-chan struct{}) {
+func (s *Service) catchUp(stop <-chan struct{}, upTo int64) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -106,11 +106,6 @@ func (s *Service) catchUp(stop <-chan struct{}) {
 	from, err := s.db.StreamPosition(ctx, storage.StreamPushEvaluated)
 	if err != nil {
 		s.log.WithError(err).Warn("push: reading the evaluation watermark; nothing caught up")
-		return
-	}
-	upTo, err := s.db.MaxStreamPos(ctx)
-	if err != nil {
-		s.log.WithError(err).Warn("push: reading the stream position; nothing caught up")
 		return
 	}
 	s.maxSeen.Store(max(s.maxSeen.Load(), from))

@@ -57,6 +57,11 @@ func (s *Service) OnEvent(ev *event.Event, pos int64) {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(ev.RoomID()))
 	sh := s.shards[int(h.Sum32()%uint32(len(s.shards)))]
+	s.seenMu.Lock()
+	if pos > s.seen[ev.RoomID()] {
+		s.seen[ev.RoomID()] = pos
+	}
+	s.seenMu.Unlock()
 	sh.mu.Lock()
 	if len(sh.queue) >= maxQueue {
 		sh.mu.Unlock()
@@ -402,6 +407,26 @@ func (p *progress) done(sh *shard, seq uint64) {
 	close(p.changed)
 	p.changed = make(chan struct{})
 	p.mu.Unlock()
+}
+
+// waitSeen waits until the room engine has handed over the room's event
+// at pos, which /sync is about to return: the engine answers the sender
+// before it hands the event over, so /sync can see an event first.
+func (s *Service) waitSeen(ctx context.Context, roomID string, pos int64, deadline time.Time) {
+	if !s.started.Load() || pos <= s.seenFloor.Load() {
+		return
+	}
+	for {
+		s.seenMu.Lock()
+		seen := s.seen[roomID]
+		s.seenMu.Unlock()
+		if seen >= pos || time.Now().After(deadline) || ctx.Err() != nil {
+			return
+		}
+		// The wait is a few scheduler slices at most: polling is simpler
+		// than a wake-up per event for the rare reader that needs it.
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // WaitEvaluated waits until every event queued before the call has been
