@@ -332,6 +332,13 @@ func (r *room) commit(p *prepared) {
 	r.depth, r.extremities = p.h.depth, p.h.extremities
 	r.mu.Unlock()
 
+	// Listeners hear of the events before their senders get an answer,
+	// so that whatever a client does next (a /sync, a receipt) finds them
+	// already handed on (push evaluation, application services).
+	first := pos - int64(len(all)) + 1
+	for i, b := range all {
+		r.e.emit(b.ev, first+int64(i))
+	}
 	i := 0
 	for _, req := range p.accepted {
 		n := p.counts[req]
@@ -341,10 +348,6 @@ func (r *room) commit(p *prepared) {
 		}
 		answer(req, result{events: evs, pos: pos})
 		i += n
-	}
-	first := pos - int64(len(all)) + 1
-	for i, b := range all {
-		r.e.emit(b.ev, first+int64(i))
 	}
 	r.notify(all, pos)
 	out := make([]*event.Event, 0, len(all))
