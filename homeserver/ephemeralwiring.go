@@ -45,8 +45,8 @@ func (s *Server) federateEphemeral() {
 	out := eduSender{s.FederationSender}
 	s.Typing.SetFederation(out)
 	s.Receipts.SetFederation(out)
-	s.Federation.HandleEDU("m.typing", s.Typing.HandleEDU)
-	s.Federation.HandleEDU("m.receipt", s.Receipts.HandleEDU)
+	s.Federation.HandleEDU("m.typing", s.typingACL(s.Typing.HandleEDU))
+	s.Federation.HandleEDU("m.receipt", s.receiptACL(s.Receipts.HandleEDU))
 	if s.Presence.Enabled() {
 		s.Presence.SetFederation(out)
 		s.Federation.HandleEDU("m.presence", s.Presence.HandleEDU)

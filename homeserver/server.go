@@ -147,6 +147,7 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 	var roomFed rooms.Federation
 	roomFed, s.FederationSender = s.Federation.Rooms(s.Rooms, db, s.Users)
 	s.Media.SetRemoteFetcher(s.Federation.Media(s.Media))
+	s.Federation.UseRoomACL(s.Rooms)
 	s.Rooms.SetFederation(roomFed)
 	s.federateEphemeral()
 	s.federateE2EE()

@@ -42,6 +42,9 @@ func (e *Engine) Ingest(ctx context.Context, origin string, ev *event.Event) err
 	if err != nil {
 		return err
 	}
+	if !e.ServerAllowed(ctx, ev.RoomID(), origin) {
+		return wrapf(ErrForbidden, "the room's server ACL denies %s", origin)
+	}
 	req := &request{ctx: ctx, ingest: ev, origin: origin, done: make(chan result, 1)}
 	select {
 	case r.reqs <- req:
