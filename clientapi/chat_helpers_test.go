@@ -134,3 +134,13 @@ func chatEscape(s any) string { return url.PathEscape(fmt.Sprint(s)) }
 func chatRoomPath(roomID mid.RoomID, rest string) string {
 	return v3 + "/rooms/" + chatEscape(roomID) + rest
 }
+
+// chatIndexed waits until the server's event indexes hold everything sent
+// so far: GET /relations waits for them. Bundled aggregations read the
+// relations index without waiting (the relations listener fills it before
+// a send is answered); tests call this first anyway, so that what they
+// check does not depend on that ordering.
+func chatIndexed(t *testing.T, e *env, cli *mautrix.Client, roomID mid.RoomID, eventID mid.EventID) {
+	t.Helper()
+	chatGet(t, e, cli, chatV1+"/rooms/"+chatEscape(roomID)+"/relations/"+chatEscape(eventID)+"?limit=1")
+}

@@ -30,6 +30,7 @@ func TestIgnoredUsers(t *testing.T) {
 		chatRel(t, bob, room, "m.thread", root, "bob in the thread")
 		chatRel(t, carol, room, "m.thread", root, "carol in the thread")
 
+		chatIndexed(t, e, alice, room, root)
 		if err := alice.SetAccountData(ctx, "m.ignored_user_list", map[string]any{"ignored_users": map[string]any{string(bob.UserID): map[string]any{}}}); err != nil {
 			t.Fatal(err)
 		}

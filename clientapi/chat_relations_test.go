@@ -77,6 +77,7 @@ func TestRelations(t *testing.T) {
 			}
 		}
 		eventPath := chatRoomPath(room, "/event/"+chatEscape(root))
+		chatIndexed(t, e, alice, room, root)
 		checkBundle("/event (alice)", chatGet(t, e, alice, eventPath), true)
 		checkBundle("/event (bob)", chatGet(t, e, bob, eventPath), true)
 		checkBundle("/event (carol)", chatGet(t, e, carol, eventPath), false)
@@ -225,6 +226,7 @@ func TestRelationsHistoryVisibility(t *testing.T) {
 			t.Fatalf("bob cannot read a reply sent after he joined: %v", ev)
 		}
 		// alice sees the whole thread.
+		chatIndexed(t, e, alice, room, root)
 		got := chatGet(t, e, alice, chatRoomPath(room, "/event/"+chatEscape(root)))
 		if c := chatDig(got, "unsigned", "m.relations", "m.thread", "count"); c != float64(2) {
 			t.Fatalf("thread count for alice: %v", c)

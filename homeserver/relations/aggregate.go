@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"sort"
-	"time"
 
 	"github.com/parley-chat/parley/homeserver/ignored"
 	"github.com/parley-chat/parley/homeserver/rooms"
@@ -17,6 +16,12 @@ import (
 // Annotations are not aggregated: the spec leaves counting them to
 // clients. Children sent by users the viewer ignores do not count, nor do
 // redacted children, whose relation the redaction broke.
+//
+// Aggregation reads the relations index as it is: it does not wait for the
+// indexer, as /relations and /threads do, because it runs on every /sync
+// and /messages. The relations listener indexes each child before its
+// sender gets an answer, so only a child whose listener write failed is
+// missing until the indexer catches up.
 
 // aggregatedTypes are the rel_types bundled with events.
 var aggregatedTypes = []string{RelReplace, RelThread, RelReference}
@@ -29,9 +34,6 @@ const maxReferences = 100
 const maxDepth = 2
 
 type depthKey struct{}
-
-// aggregationWait bounds the wait for the index before aggregating.
-const aggregationWait = 250 * time.Millisecond
 
 // threadSummary is the m.thread aggregation.
 type threadSummary struct {
@@ -70,14 +72,6 @@ func (s *Service) Aggregate(ctx context.Context, viewer rooms.Viewer, evs []*roo
 	}
 	if len(parents) == 0 {
 		return nil
-	}
-	if depth == 0 {
-		// Children committed just before this read belong in it (the
-		// index is written just after each commit). Briefly: on the hot
-		// path of /sync, a lagging index must not hold clients up.
-		wctx, cancel := context.WithTimeout(ctx, aggregationWait)
-		s.waitIndex(wctx)
-		cancel()
 	}
 	ign, err := ignored.Users(ctx, s.db, s.serverName, viewer.UserID)
 	if err != nil {
