@@ -102,6 +102,7 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 		db.Close()
 		return nil, err
 	}
+	s.connectAppServiceEphemeral()
 
 	clientRouter := httputil.NewRouter()
 	clientRouter.HandleFunc("/health", s.health).Methods(http.MethodGet)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"maunium.net/go/mautrix"
@@ -497,13 +498,29 @@ func TestAppServiceAPI(t *testing.T) {
 		if err := b.as.Intent("@_test_ivy:localhost").EnsureJoined(ctx, r.RoomID); err != nil {
 			t.Fatal(err)
 		}
-		typing := json.RawMessage(`{"type":"m.typing","room_id":"` + string(r.RoomID) + `","content":{"user_ids":["@alice:localhost"]}}`)
-		if err := srv.AppServices.PushEphemeral(ctx, appservice.Ephemeral{RoomID: string(r.RoomID), Event: typing}); err != nil {
+		// Alice really types and reads: the typing and receipt services
+		// hand both to the bridge, which asked for ephemeral events.
+		if _, err := alice.UserTyping(ctx, r.RoomID, true, 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, "the typing notification", func() bool {
 			for _, ev := range b.received() {
 				if ev.Type == event.EphemeralEventTyping && ev.RoomID == r.RoomID {
+					return true
+				}
+			}
+			return false
+		})
+		sent, err := alice.SendText(ctx, r.RoomID, "read me")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := alice.SendReceipt(ctx, r.RoomID, sent.EventID, event.ReceiptTypeRead, nil); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the read receipt", func() bool {
+			for _, ev := range b.received() {
+				if ev.Type == event.EphemeralEventReceipt && ev.RoomID == r.RoomID {
 					return true
 				}
 			}

@@ -88,6 +88,8 @@ type Config struct {
 type Service struct {
 	cfg Config
 	fed atomic.Pointer[Federation]
+	// observer is told of every stored change (see SetObserver).
+	observer atomic.Pointer[func(userID string, st Status)]
 	now func() time.Time
 
 	mu gosync.Mutex
@@ -265,9 +267,20 @@ func (s *Service) acquire(ctx context.Context, userID string) (*localUser, error
 	}
 }
 
+// SetObserver installs a function told of every presence change, local
+// or remote (application services receive presence this way).
+func (s *Service) SetObserver(f func(userID string, st Status)) { s.observer.Store(&f) }
+
+func (s *Service) observe(p storage.Presence) {
+	if f := s.observer.Load(); f != nil {
+		(*f)(p.UserID, s.status(p))
+	}
+}
+
 // announce wakes the users who share a room with the user (and the user)
 // and sends a local user's presence to the other servers they are on.
 func (s *Service) announce(ctx context.Context, p storage.Presence) {
+	s.observe(p)
 	users, err := s.cfg.DB.UsersSharingRooms(ctx, p.UserID)
 	if err != nil {
 		s.cfg.Log.WithError(err).Warn("presence: listing the users to tell")
@@ -542,6 +555,7 @@ func (s *Service) HandleEDU(ctx context.Context, origin string, content json.Raw
 			s.cfg.Log.WithError(err).Warn("presence: storing a remote user's presence")
 			return
 		}
+		s.observe(p)
 		s.cfg.Notifier.Wake(users...)
 	}
 }

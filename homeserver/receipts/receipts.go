@@ -84,6 +84,8 @@ type Config struct {
 type Service struct {
 	cfg   Config
 	fed   atomic.Pointer[Federation]
+	// observer is told of every receipt that moved (see SetObserver).
+	observer atomic.Pointer[func(storage.Receipt)]
 	hooks atomic.Pointer[Hooks]
 }
 
@@ -97,6 +99,16 @@ func New(cfg Config) *Service {
 
 // SetFederation installs the sender of EDUs to other servers.
 func (s *Service) SetFederation(f Federation) { s.fed.Store(&f) }
+
+// SetObserver installs a function told of every receipt that moved, local
+// or remote (application services receive receipts this way).
+func (s *Service) SetObserver(f func(storage.Receipt)) { s.observer.Store(&f) }
+
+func (s *Service) observe(r storage.Receipt) {
+	if f := s.observer.Load(); f != nil {
+		(*f)(r)
+	}
+}
 
 // SetHooks installs the hooks, replacing earlier ones.
 func (s *Service) SetHooks(h Hooks) { s.hooks.Store(&h) }
@@ -161,6 +173,7 @@ func (s *Service) Send(ctx context.Context, roomID, userID, receiptType, eventID
 	if err != nil || pos == 0 {
 		return err
 	}
+	s.observe(r)
 	if receiptType == ReadPrivate {
 		s.cfg.Notifier.Wake(userID)
 	} else {
@@ -303,6 +316,9 @@ func (s *Service) storeRemote(ctx context.Context, roomID, userID string, raw js
 	if err != nil {
 		s.cfg.Log.WithError(err).WithField("room_id", roomID).Warn("receipts: storing a remote receipt")
 		return false
+	}
+	if pos > 0 {
+		s.observe(r)
 	}
 	return pos > 0
 }

@@ -72,6 +72,8 @@ type Config struct {
 type Service struct {
 	cfg Config
 	fed atomic.Pointer[Federation]
+	// observer is told of every change (see SetObserver).
+	observer atomic.Pointer[func(roomID string, userIDs []string)]
 
 	// pos numbers the changes of typing lists: the position /sync tokens
 	// carry. It starts at the clock's milliseconds so that it keeps
@@ -248,8 +250,16 @@ func (s *Service) listLocked(r *room) []string {
 	return out
 }
 
-// wakeRoom wakes the /sync requests of the room's members.
+// SetObserver installs a function told of every change of a room's
+// typing users (application services receive typing this way).
+func (s *Service) SetObserver(f func(roomID string, userIDs []string)) { s.observer.Store(&f) }
+
+// wakeRoom wakes the /sync requests of the room's members; every change of
+// typing goes through it.
 func (s *Service) wakeRoom(ctx context.Context, roomID string) {
+	if f := s.observer.Load(); f != nil {
+		(*f)(roomID, s.Typing(roomID))
+	}
 	members, err := s.cfg.Rooms.JoinedMembers(ctx, roomID)
 	if err != nil {
 		s.cfg.Log.WithError(err).WithField("room_id", roomID).Warn("typing: listing members to wake")
