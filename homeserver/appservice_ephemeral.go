@@ -9,9 +9,10 @@ import (
 	"github.com/parley-chat/parley/storage"
 )
 
-// connectAppServiceEphemeral hands typing, receipts and presence to the
-// application services that asked for ephemeral events, in the form /sync
-// shows them (with room_id for room data, as the spec asks).
+// connectAppServiceEphemeral hands typing, receipts, presence and the
+// to-device messages of their users to the application services that
+// asked for ephemeral events, in the form /sync shows them (with room_id
+// for room data, as the spec asks).
 func (s *Server) connectAppServiceEphemeral() {
 	if s.AppServices == nil {
 		return
@@ -33,6 +34,11 @@ func (s *Server) connectAppServiceEphemeral() {
 		ev, _ := json.Marshal(map[string]any{"type": "m.receipt", "room_id": r.RoomID, "content": map[string]any{
 			r.EventID: map[string]any{r.Type: map[string]any{r.UserID: data}}}})
 		push(appservice.Ephemeral{RoomID: r.RoomID, UserID: r.UserID, Private: r.Type == "m.read.private", Event: ev})
+	})
+	s.E2EE.SetToDeviceObserver(func(m storage.ToDeviceMessage) {
+		if err := s.AppServices.PushToDevice(context.Background(), m); err != nil {
+			s.log.WithError(err).Warn("queueing a to-device message for application services")
+		}
 	})
 	s.Presence.SetObserver(func(userID string, st presence.Status) {
 		ev, _ := json.Marshal(map[string]any{"type": "m.presence", "sender": userID, "content": st})

@@ -16,6 +16,9 @@ const (
 	// AppServiceEphemeral carries the JSON of an ephemeral event (typing,
 	// receipt, presence).
 	AppServiceEphemeral = "ephemeral"
+	// AppServiceToDevice carries the JSON of a to-device message for one of
+	// the service's users (MSC2409/MSC4203).
+	AppServiceToDevice = "to_device"
 )
 
 // AppServiceItem is one thing an application service has yet to receive.

@@ -526,6 +526,29 @@ func TestAppServiceAPI(t *testing.T) {
 			}
 			return false
 		})
+
+		// A to-device message for a device of one of the bridge's users
+		// reaches the bridge (MSC2409/MSC4203), as encrypting bridges need.
+		status, login := call(t, srv, "POST", v3+"/login", as, map[string]any{"type": "m.login.application_service",
+			"identifier": map[string]string{"type": "m.id.user", "user": "@_test_ivy:localhost"}})
+		if status != 200 {
+			t.Fatalf("ghost login: %d %v", status, login)
+		}
+		ghostDevice, _ := login["device_id"].(string)
+		pingType := event.Type{Type: "org.parley.test.ping", Class: event.ToDeviceEventType}
+		if _, err := alice.SendToDevice(ctx, pingType, &mautrix.ReqSendToDevice{Messages: map[id.UserID]map[id.DeviceID]*event.Content{
+			"@_test_ivy:localhost": {id.DeviceID(ghostDevice): {Raw: map[string]any{"hello": "bridge"}}},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the to-device message", func() bool {
+			for _, ev := range b.received() {
+				if ev.Type.Type == "org.parley.test.ping" && ev.Sender == alice.UserID {
+					return true
+				}
+			}
+			return false
+		})
 	})
 }
 

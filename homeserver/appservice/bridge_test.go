@@ -203,6 +203,10 @@ func (b *bridge) collect() {
 			b.mu.Lock()
 			b.events = append(b.events, evt)
 			b.mu.Unlock()
+		case evt := <-b.as.ToDeviceEvents:
+			b.mu.Lock()
+			b.events = append(b.events, evt)
+			b.mu.Unlock()
 		case <-b.stopOnce:
 			return
 		}

@@ -136,6 +136,10 @@ type Config struct {
 
 // Service is the end-to-end encryption service of one server.
 type Service struct {
+	// toDeviceObserver is told of every to-device message stored for a
+	// local device (application services receive them this way).
+	toDeviceObserver atomic.Pointer[func(storage.ToDeviceMessage)]
+
 	db         *storage.DB
 	serverName string
 	notifier   Waker

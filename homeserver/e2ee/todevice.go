@@ -119,6 +119,11 @@ func (s *Service) deliver(ctx context.Context, sender, eventType string, txn *st
 	if duplicate {
 		return nil
 	}
+	if f := s.toDeviceObserver.Load(); f != nil {
+		for _, m := range local {
+			(*f)(m)
+		}
+	}
 	if len(recipients) > 0 && s.notifier != nil {
 		s.notifier.Wake(recipients...)
 	}
@@ -200,3 +205,7 @@ func (e toDeviceExtension) fill(ctx context.Context, req sync.Request, from, to 
 	}
 	return reached, len(msgs) > 0, nil
 }
+
+// SetToDeviceObserver installs a function told of every to-device message
+// stored for a local device.
+func (s *Service) SetToDeviceObserver(f func(storage.ToDeviceMessage)) { s.toDeviceObserver.Store(&f) }
