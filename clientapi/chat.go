@@ -56,6 +56,7 @@ func (a *API) RegisterChat(r *mux.Router, cfg ChatConfig) {
 		route("/directory/list/room/{roomId}", c.getRoomVisibility, get)
 		route("/directory/list/room/{roomId}", a.authed(c.setRoomVisibility), put)
 		route("/user_directory/search", a.authed(c.searchUsers), post)
+		r.HandleFunc(v1+"/rooms/{roomId}/hierarchy", a.authed(c.hierarchy)).Methods(get)
 	}
 	if cfg.Search != nil {
 		route("/search", a.authed(c.search), post)

@@ -22,12 +22,12 @@ import (
 
 // SupportedVersions are the client-server spec versions this server
 // implements. Clients use the list to decide what they may call, so only
-// versions whose endpoints really work are listed: r0.6.1 and v1.1 (their
-// endpoints, key backup and cross-signing included; 3PIDs, guests and
-// single sign-on are optional and absent). v1.2 adds /hierarchy, which
-// Parley does not serve yet, so later versions are not claimed; features
-// of later versions that do work are announced in UnstableFeatures.
-var SupportedVersions = []string{"r0.6.1", "v1.1"}
+// versions whose endpoints really work are listed: r0.6.1, v1.1 and v1.2
+// (spaces and /hierarchy included; 3PIDs, guests, registration tokens and
+// single sign-on are optional and absent). Later versions are not claimed
+// until each one's additions are checked; features of later versions that
+// do work are announced in UnstableFeatures.
+var SupportedVersions = []string{"r0.6.1", "v1.1", "v1.2"}
 
 // UnstableFeatures announces features beyond the listed versions that
 // clients gate on flags: authenticated media (Matrix 1.11, MSC3916).

@@ -166,7 +166,7 @@ func TestFirstStartServeAndStop(t *testing.T) {
 	if resp.StatusCode != 200 || body["versions"] == nil {
 		t.Fatalf("versions: %d %v", resp.StatusCode, body)
 	}
-	if vs, _ := body["versions"].([]any); len(vs) == 0 || vs[len(vs)-1] != "v1.1" {
+	if vs, _ := body["versions"].([]any); len(vs) == 0 || vs[len(vs)-1] != "v1.2" {
 		t.Fatalf("versions lists %v", body["versions"])
 	}
 	if uf, _ := body["unstable_features"].(map[string]any); uf["org.matrix.msc3916.stable"] != true {
