@@ -77,6 +77,17 @@ func (db *DB) IsRejected(ctx context.Context, eventID string) bool {
 	return n > 0
 }
 
+// IsSoftFailed reports whether an event is held as a soft-failed outlier:
+// kept, but never to be shown or built upon.
+func (db *DB) IsSoftFailed(ctx context.Context, eventID string) (bool, error) {
+	var n int
+	err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outlier_events WHERE event_id = $1 AND soft_failed`, eventID).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("storage: %w", err)
+	}
+	return n > 0, nil
+}
+
 // RemoteInvite is an invite of a local user to a room we are not in.
 type RemoteInvite struct {
 	RoomID, UserID, EventID, RoomVersion, Sender string

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/parley-chat/parley/matrix/authrules"
 	"github.com/parley-chat/parley/matrix/event"
@@ -20,7 +22,7 @@ import (
 // allocated: negative positions, lower for older events, each with the
 // state before it. So /messages, /context and the visibility rules treat
 // them like any other event, while /sync, which reads only positions after
-// a token (tokens are never negative), never sees them, and nothing is
+// its since token (never negative), never sees them, and nothing is
 // notified, pushed or sent on: they are history, not news. The room's head
 // (current state, forward extremities, memberships) is left alone.
 
@@ -42,9 +44,18 @@ const (
 
 // backfillMu serialises writing backfilled events: their positions are
 // taken below the lowest one stored, which two writers must not both take.
-// A package lock rather than a per-engine one, as tests run several
-// engines in one process, and backfills are rare enough to queue.
+// It is shared by the engines of a process (tests run several) so that
+// backfilling stays in this file; backfills are rare enough to queue.
 var backfillMu sync.Mutex
+
+// backfillMisses remembers, for a while, where backfilling found nothing
+// (history the server may not see, servers that are down), so that a
+// client paging at the start of a room does not cost a federation request
+// per page. Keyed by engine, room and backward extremities.
+var backfillMisses sync.Map
+
+// backfillRetryAfter is how long a miss is remembered.
+const backfillRetryAfter = time.Minute
 
 // backfill fetches up to limit events that precede the room's earliest
 // timeline events from a server in the room, checks them as received
@@ -64,6 +75,10 @@ func (e *Engine) backfill(ctx context.Context, roomID string, limit int) (int, e
 	from, earliest, err := e.backwardExtremities(ctx, roomID)
 	if err != nil || len(from) == 0 {
 		return 0, err
+	}
+	missKey := fmt.Sprintf("%p|%s|%s", e, roomID, strings.Join(from, ","))
+	if at, ok := backfillMisses.Load(missKey); ok && time.Since(at.(time.Time)) < backfillRetryAfter {
+		return 0, nil
 	}
 	r.mu.RLock()
 	servers := r.remoteServersLocked()
@@ -88,6 +103,7 @@ func (e *Engine) backfill(ctx context.Context, roomID string, limit int) (int, e
 			return n, nil
 		}
 	}
+	backfillMisses.Store(missKey, time.Now())
 	return 0, errors.Join(errs...)
 }
 
@@ -154,6 +170,13 @@ func (r *room) storeBackfill(ctx context.Context, server string, evs []*event.Ev
 			return 0, err
 		}
 		if e.db.IsRejected(ctx, ev.EventID()) {
+			continue
+		}
+		// An event we soft-failed when it arrived stays hidden: the server
+		// may send it back as history because later events cite it.
+		if soft, err := e.db.IsSoftFailed(ctx, ev.EventID()); err != nil {
+			return 0, err
+		} else if soft {
 			continue
 		}
 		log := e.cfg.Log.WithField("event_id", ev.EventID()).WithField("room_id", r.id)

@@ -257,6 +257,15 @@ func (e *Engine) storeJoinedRoom(ctx context.Context, version event.RoomVersion,
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
+	var known map[storage.StateKey]*event.Event
+	if rejoin {
+		e.mu.Lock()
+		loaded := e.rooms[roomID]
+		e.mu.Unlock()
+		if loaded != nil {
+			known = loaded.stateCopy()
+		}
+	}
 	r := newRoom(e, roomID, version, info)
 	pos := e.cfg.Positions.Allocate(1)
 	defer e.cfg.Positions.Done(pos)
@@ -291,6 +300,9 @@ func (e *Engine) storeJoinedRoom(ctx context.Context, version event.RoomVersion,
 			if k.Type != "m.room.member" || k.StateKey == *join.StateKey() {
 				continue
 			}
+			if old := known[k]; old != nil && old.EventID() == ev.EventID() {
+				continue // unchanged while we were away: no news for /sync
+			}
 			m, _ := ev.Membership()
 			if err := storage.SetMembership(ctx, tx, storage.Membership{RoomID: roomID, UserID: k.StateKey, Membership: m, EventID: ev.EventID(), StreamPos: pos}); err != nil {
 				return err
@@ -322,6 +334,9 @@ func (e *Engine) storeJoinedRoom(ctx context.Context, version event.RoomVersion,
 		loaded.mu.Lock()
 		loaded.state, loaded.snapshot, loaded.depth, loaded.extremities = r.state, r.snapshot, r.depth, r.extremities
 		loaded.mu.Unlock()
+		// The sequencer builds on its own copy of the head: as after a
+		// failed batch, it must start again from the committed one.
+		loaded.failed.Store(true)
 	}
 	e.emit(join, pos)
 	r.notify([]built{{ev: join}}, pos)
