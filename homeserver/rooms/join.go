@@ -334,9 +334,9 @@ func (e *Engine) storeJoinedRoom(ctx context.Context, version event.RoomVersion,
 		loaded.mu.Lock()
 		loaded.state, loaded.snapshot, loaded.depth, loaded.extremities = r.state, r.snapshot, r.depth, r.extremities
 		loaded.mu.Unlock()
-		// The sequencer builds on its own copy of the head: as after a
-		// failed batch, it must start again from the committed one.
-		loaded.failed.Store(true)
+		// The sequencer builds on its own copy of the head: it must
+		// start again from the committed one.
+		loaded.stale.Store(true)
 	}
 	e.emit(join, pos)
 	r.notify([]built{{ev: join}}, pos)

@@ -48,6 +48,10 @@ type room struct {
 	// batches built on top of it fail too, and the builder starts again
 	// from the committed head.
 	failed atomic.Bool
+	// stale is set when something other than the sequencer replaced the
+	// committed head (a rejoin over federation): the builder starts again
+	// from it, without failing the batches in flight as failed would.
+	stale atomic.Bool
 	// pendingTxns are the transactions of batches in flight, so that a
 	// retry arriving meanwhile waits for the first to be committed.
 	txnMu       sync.Mutex
@@ -158,9 +162,10 @@ func (r *room) run() {
 			first.done <- result{err: err}
 			continue
 		}
-		if r.failed.Load() {
+		if r.failed.Load() || r.stale.Load() {
 			r.inflight.Wait()
 			r.failed.Store(false)
+			r.stale.Store(false)
 			r.resync()
 		}
 		batch := []*request{first}
