@@ -132,6 +132,26 @@ func (db *DB) GetEvents(ctx context.Context, ids []string) ([]*EventRow, error) 
 	return out, nil
 }
 
+// GetEventsOrdered loads the events among ids (timeline or outliers) in
+// the order of ids, leaving out the ones not held.
+func (db *DB) GetEventsOrdered(ctx context.Context, ids []string) ([]*EventRow, error) {
+	rows, err := db.GetEvents(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]*EventRow, len(rows))
+	for _, r := range rows {
+		byID[r.EventID] = r
+	}
+	out := make([]*EventRow, 0, len(rows))
+	for _, id := range ids {
+		if r, ok := byID[id]; ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
 // EventByTxn finds the event a client request already created.
 func (db *DB) EventByTxn(ctx context.Context, user, device, txnID string) (*EventRow, error) {
 	e, err := scanEvent(db.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM events

@@ -270,19 +270,13 @@ func (db *DB) ThreadRoots(ctx context.Context, roomID, participant string, befor
 	if err != nil {
 		return nil, fmt.Errorf("storage: thread roots: %w", err)
 	}
-	evs, err := db.GetEvents(ctx, ids)
+	evs, err := db.GetEventsOrdered(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
-	byID := make(map[string]*EventRow, len(evs))
+	out := make([]ThreadRoot, 0, len(evs))
 	for _, e := range evs {
-		byID[e.EventID] = e
-	}
-	out := make([]ThreadRoot, 0, len(ids))
-	for _, id := range ids {
-		if e, ok := byID[id]; ok {
-			out = append(out, ThreadRoot{Root: e, Latest: latest[id]})
-		}
+		out = append(out, ThreadRoot{Root: e, Latest: latest[e.EventID]})
 	}
 	return out, nil
 }

@@ -153,18 +153,14 @@ func (db *DB) SearchEvents(ctx context.Context, q SearchQuery) ([]SearchHit, err
 	if err != nil {
 		return nil, fmt.Errorf("storage: search: %w", err)
 	}
-	evs, err := db.GetEvents(ctx, ids)
+	evs, err := db.GetEventsOrdered(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
-	byID := make(map[string]*EventRow, len(evs))
+	out := make([]SearchHit, 0, len(evs))
 	for _, e := range evs {
-		byID[e.EventID] = e
-	}
-	out := make([]SearchHit, 0, len(ids))
-	for _, id := range ids {
-		if e, ok := byID[id]; ok && e.RedactedBy == "" {
-			out = append(out, SearchHit{Event: e, Rank: ranks[id]})
+		if e.RedactedBy == "" {
+			out = append(out, SearchHit{Event: e, Rank: ranks[e.EventID]})
 		}
 	}
 	return out, nil

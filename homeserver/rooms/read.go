@@ -232,19 +232,9 @@ func (e *Engine) StateEvents(ctx context.Context, st storage.StateMap, viewer Vi
 	for i, k := range keys {
 		ids[i] = st[k]
 	}
-	rows, err := e.db.GetEvents(ctx, ids)
+	ordered, err := e.db.GetEventsOrdered(ctx, ids)
 	if err != nil {
 		return nil, err
-	}
-	byID := make(map[string]*storage.EventRow, len(rows))
-	for _, r := range rows {
-		byID[r.EventID] = r
-	}
-	ordered := make([]*storage.EventRow, 0, len(rows))
-	for _, id := range ids {
-		if r, ok := byID[id]; ok {
-			ordered = append(ordered, r)
-		}
 	}
 	return e.FormatRows(ctx, ordered, viewer)
 }

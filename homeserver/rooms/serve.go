@@ -169,19 +169,13 @@ func (e *Engine) passOn(ctx context.Context, ev *event.Event, origin string) {
 // in the order of ids, a few hundred per query (a join of a large room
 // asks for tens of thousands).
 func (e *Engine) eventsJSON(ctx context.Context, ids []string) ([]json.RawMessage, error) {
-	rows, err := e.db.GetEvents(ctx, ids)
+	rows, err := e.db.GetEventsOrdered(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
-	byID := make(map[string]string, len(rows))
-	for _, row := range rows {
-		byID[row.EventID] = row.JSON
-	}
-	out := make([]json.RawMessage, 0, len(ids))
-	for _, id := range ids {
-		if js, ok := byID[id]; ok {
-			out = append(out, json.RawMessage(js))
-		}
+	out := make([]json.RawMessage, len(rows))
+	for i, row := range rows {
+		out[i] = json.RawMessage(row.JSON)
 	}
 	return out, nil
 }
