@@ -446,7 +446,7 @@ func (h *roomHandlers) queryDirectory(w http.ResponseWriter, r *http.Request) {
 
 func (h *roomHandlers) queryProfile(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	p, err := h.users.Profile(r.Context(), q.Get("user_id"))
+	p, err := h.users.LocalProfile(r.Context(), q.Get("user_id"))
 	if err != nil {
 		httputil.WriteError(w, httputil.NotFound("no such user"))
 		return

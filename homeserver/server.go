@@ -149,6 +149,7 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 	roomFed, s.FederationSender = s.Federation.Rooms(s.Rooms, db, s.Users)
 	s.Media.SetRemoteFetcher(s.Federation.Media(s.Media))
 	s.Federation.UseRoomACL(s.Rooms)
+	s.Users.SetRemoteProfiles(s.Federation.QueryProfile)
 	s.Rooms.SetFederation(roomFed)
 	s.federateEphemeral()
 	s.federateE2EE()

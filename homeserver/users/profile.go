@@ -22,12 +22,22 @@ const (
 	maxAvatarURLLength   = 1000
 )
 
-// Profile returns a local user's profile. It returns ErrNotFound for
-// unknown, deactivated and remote users (profiles of remote users come
-// over federation, which is not wired yet).
+// RemoteProfileFunc fetches a remote user's profile from their server.
+type RemoteProfileFunc func(ctx context.Context, userID string) (*Profile, error)
+
+// SetRemoteProfiles installs how profiles of users of other servers are
+// fetched (over federation); without it they are ErrNotFound.
+func (s *Service) SetRemoteProfiles(f RemoteProfileFunc) { s.remoteProfiles.Store(&f) }
+
+// Profile returns a user's profile: a local user's from the database, a
+// remote user's from their server. It returns ErrNotFound for unknown and
+// deactivated users.
 func (s *Service) Profile(ctx context.Context, userID string) (*Profile, error) {
 	localpart, ok := s.localpart(userID)
 	if !ok {
+		if f := s.remoteProfiles.Load(); f != nil {
+			return (*f)(ctx, userID)
+		}
 		return nil, fmt.Errorf("%w: no profile for %s", ErrNotFound, userID)
 	}
 	p, err := s.db.GetProfile(ctx, localpart)
@@ -78,4 +88,13 @@ func validMXC(u string) bool {
 	}
 	server, media, ok := strings.Cut(rest, "/")
 	return ok && server != "" && media != "" && !strings.ContainsAny(media, "/?#")
+}
+
+// LocalProfile is Profile for local users only: what this server answers
+// for its own users (other servers must not use it to look up third ones).
+func (s *Service) LocalProfile(ctx context.Context, userID string) (*Profile, error) {
+	if _, ok := s.localpart(userID); !ok {
+		return nil, fmt.Errorf("%w: %s is not a user of this server", ErrNotFound, userID)
+	}
+	return s.Profile(ctx, userID)
 }

@@ -95,6 +95,8 @@ type Service struct {
 	tokens     *tokenCache
 	now        func() time.Time
 	hooks      atomic.Pointer[Hooks]
+	// remoteProfiles fetches remote users' profiles (SetRemoteProfiles).
+	remoteProfiles atomic.Pointer[RemoteProfileFunc]
 }
 
 // New returns the account service for serverName backed by db.
