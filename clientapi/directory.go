@@ -21,28 +21,18 @@ func writeDirectoryError(w http.ResponseWriter, r *http.Request, err error) {
 		httputil.WriteError(w, httputil.Forbidden(err.Error()))
 	case errors.Is(err, directory.ErrBadRequest), errors.Is(err, directory.ErrUnknownNetwork):
 		httputil.WriteError(w, httputil.InvalidParam(err.Error()))
+	case errors.Is(err, directory.ErrNoRemoteDirectory):
+		httputil.WriteError(w, httputil.NewError(http.StatusBadRequest, "M_UNRECOGNIZED", "%s", err.Error()))
+	case errors.Is(err, directory.ErrRemoteDirectory):
+		httputil.WriteError(w, httputil.NewError(http.StatusBadGateway, "M_UNKNOWN", "%s", err.Error()))
 	default:
 		writeRoomError(w, r, err)
 	}
 }
 
-// otherServer reports (answering it) a request for another server's
-// directory, which Parley cannot fetch over federation yet.
-func (c *chatAPI) otherServer(w http.ResponseWriter, server string) bool {
-	if server == "" || server == c.API.cfg.ServerName {
-		return false
-	}
-	httputil.WriteError(w, httputil.NewError(http.StatusBadRequest, "M_UNRECOGNIZED",
-		"listing the room directory of another server is not supported yet"))
-	return true
-}
-
 // publicRoomsGet is GET /publicRooms.
 func (c *chatAPI) publicRoomsGet(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if c.otherServer(w, q.Get("server")) {
-		return
-	}
 	limit := 0
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -54,7 +44,7 @@ func (c *chatAPI) publicRoomsGet(w http.ResponseWriter, r *http.Request) {
 	}
 	// The network parameters are POST's, but some clients send them here
 	// too.
-	page, err := c.cfg.Directory.PublicRooms(r.Context(), directory.PublicRoomsRequest{Limit: limit, Since: q.Get("since"),
+	page, err := c.cfg.Directory.PublicRoomsOf(r.Context(), q.Get("server"), directory.PublicRoomsRequest{Limit: limit, Since: q.Get("since"),
 		ThirdPartyInstanceID: q.Get("third_party_instance_id"), IncludeAllNetworks: q.Get("include_all_networks") == "true"})
 	if err != nil {
 		writeDirectoryError(w, r, err)
@@ -65,9 +55,6 @@ func (c *chatAPI) publicRoomsGet(w http.ResponseWriter, r *http.Request) {
 
 // publicRoomsPost is POST /publicRooms.
 func (c *chatAPI) publicRoomsPost(w http.ResponseWriter, r *http.Request, dev *users.Device) {
-	if c.otherServer(w, r.URL.Query().Get("server")) {
-		return
-	}
 	var req struct {
 		Limit  int    `json:"limit"`
 		Since  string `json:"since"`
@@ -98,7 +85,7 @@ func (c *chatAPI) publicRoomsPost(w http.ResponseWriter, r *http.Request, dev *u
 			}
 		}
 	}
-	page, err := c.cfg.Directory.PublicRooms(r.Context(), dreq)
+	page, err := c.cfg.Directory.PublicRoomsOf(r.Context(), r.URL.Query().Get("server"), dreq)
 	if err != nil {
 		writeDirectoryError(w, r, err)
 		return

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 
@@ -54,6 +55,8 @@ type Service struct {
 	db      *storage.DB
 	rooms   *rooms.Engine
 	catchUp func(ctx context.Context) error
+	// remote fetches other servers' directories (SetRemote).
+	remote atomic.Pointer[RemoteDirectory]
 }
 
 // New returns the directory service.
