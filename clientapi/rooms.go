@@ -94,6 +94,7 @@ func (a *API) registerRoomRoutes(route func(path string, h http.HandlerFunc, met
 	route("/directory/room/{roomAlias}", a.authed(a.deleteAlias), http.MethodDelete)
 	route("/rooms/{roomId}/aliases", a.authed(a.roomAliases), http.MethodGet)
 	route("/sync", a.authed(a.sync), http.MethodGet)
+	route("/user/{userId}/openid/request_token", a.authed(a.requestOpenIDToken), http.MethodPost)
 }
 
 type createRoomRequest struct {

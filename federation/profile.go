@@ -8,7 +8,10 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/gorilla/mux"
+
 	"github.com/parley-chat/parley/federation/fedclient"
+	"github.com/parley-chat/parley/homeserver/httputil"
 	"github.com/parley-chat/parley/homeserver/users"
 )
 
@@ -34,4 +37,18 @@ func (a *API) QueryProfile(ctx context.Context, userID string) (*users.Profile, 
 		return nil, fmt.Errorf("%w: %v", users.ErrNotFound, err)
 	}
 	return &users.Profile{DisplayName: resp.DisplayName, AvatarURL: resp.AvatarURL}, nil
+}
+
+// OpenID serves GET /_matrix/federation/v1/openid/userinfo: a third party
+// holding a user's OpenID token learns whose it is. The token is the
+// authentication, so the route needs no X-Matrix signature.
+func (a *API) OpenID(r *mux.Router, accounts *users.Service) {
+	r.HandleFunc("/_matrix/federation/v1/openid/userinfo", func(w http.ResponseWriter, req *http.Request) {
+		userID, err := accounts.OpenIDUser(req.Context(), req.URL.Query().Get("access_token"))
+		if err != nil {
+			httputil.WriteError(w, httputil.NewError(http.StatusUnauthorized, "M_UNKNOWN_TOKEN", "unknown or expired access token"))
+			return
+		}
+		httputil.WriteJSON(w, http.StatusOK, map[string]string{"sub": userID})
+	}).Methods(http.MethodGet)
 }

@@ -145,6 +145,7 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 		return nil, err
 	}
 	s.Federation.Register(fedRouter)
+	s.Federation.OpenID(fedRouter, s.Users)
 	var roomFed rooms.Federation
 	roomFed, s.FederationSender = s.Federation.Rooms(s.Rooms, db, s.Users)
 	s.Media.SetRemoteFetcher(s.Federation.Media(s.Media))
