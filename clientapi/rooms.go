@@ -184,10 +184,8 @@ func (a *API) knockRoom(w http.ResponseWriter, r *http.Request, dev *users.Devic
 		httputil.WriteError(w, e)
 		return
 	}
-	roomID, err := a.rooms.Rooms.ResolveRoom(r.Context(), mux.Vars(r)["roomIdOrAlias"])
-	if err == nil {
-		_, err = a.rooms.Rooms.ChangeMembership(r.Context(), roomID, dev.UserID, dev.UserID, "knock", req.Reason, false)
-	}
+	via := append(r.URL.Query()["via"], r.URL.Query()["server_name"]...)
+	roomID, err := a.rooms.Rooms.Knock(r.Context(), mux.Vars(r)["roomIdOrAlias"], dev.UserID, req.Reason, via)
 	if err != nil {
 		writeRoomError(w, r, err)
 		return

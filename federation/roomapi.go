@@ -30,6 +30,8 @@ func (a *API) Rooms(engine *rooms.Engine, db *storage.DB, accounts *users.Servic
 	r.HandleFunc("/_matrix/federation/v1/send/{txnId}", h.send).Methods(http.MethodPut)
 	r.HandleFunc("/_matrix/federation/v1/make_join/{roomId}/{userId}", h.makeMembership("join")).Methods(http.MethodGet)
 	r.HandleFunc("/_matrix/federation/v1/make_leave/{roomId}/{userId}", h.makeMembership("leave")).Methods(http.MethodGet)
+	r.HandleFunc("/_matrix/federation/v1/make_knock/{roomId}/{userId}", h.makeMembership("knock")).Methods(http.MethodGet)
+	r.HandleFunc("/_matrix/federation/v1/send_knock/{roomId}/{eventId}", h.sendMembership("knock", 2)).Methods(http.MethodPut)
 	r.HandleFunc("/_matrix/federation/v1/send_join/{roomId}/{eventId}", h.sendMembership("join", 1)).Methods(http.MethodPut)
 	r.HandleFunc("/_matrix/federation/v2/send_join/{roomId}/{eventId}", h.sendMembership("join", 2)).Methods(http.MethodPut)
 	r.HandleFunc("/_matrix/federation/v1/send_leave/{roomId}/{eventId}", h.sendMembership("leave", 1)).Methods(http.MethodPut)
@@ -217,7 +219,7 @@ func (h *roomHandlers) makeMembership(membership string) http.HandlerFunc {
 			return
 		}
 		var supported []string
-		if membership == "join" {
+		if membership == "join" || membership == "knock" {
 			supported = r.URL.Query()["ver"]
 			if len(supported) == 0 {
 				supported = []string{"1"} // servers that send no ver support version 1 only
@@ -267,9 +269,13 @@ func (h *roomHandlers) sendMembership(membership string, apiVersion int) http.Ha
 			return
 		}
 		var resp any = map[string]any{}
-		if membership == "join" {
+		switch membership {
+		case "join":
 			resp = map[string]any{"origin": h.a.cfg.ServerName, "state": state, "auth_chain": chain,
 				"event": json.RawMessage(signed.JSON()), "members_omitted": false}
+		case "knock":
+			// The knocker sees the room as an invitee would: stripped state.
+			resp = map[string]any{"knock_room_state": h.engine.StrippedState(ctx, ev.RoomID())}
 		}
 		if apiVersion == 1 {
 			resp = []any{200, resp} // the v1 endpoints' odd array form

@@ -249,3 +249,23 @@ func nonNilStrings(s []string) []string {
 	}
 	return s
 }
+
+func (c *roomClient) MakeKnock(ctx context.Context, server, roomID, userID string) (event.RoomVersion, json.RawMessage, error) {
+	var resp makeMembershipResponse
+	path := "/_matrix/federation/v1/make_knock/" + esc(roomID) + "/" + esc(userID) + "?" + supportedVersionsQuery()
+	if err := c.a.client.Do(ctx, server, "GET", path, nil, &resp); err != nil {
+		return "", nil, err
+	}
+	return resp.RoomVersion, resp.Event, nil
+}
+
+func (c *roomClient) SendKnock(ctx context.Context, server string, _ event.RoomVersion, knock *event.Event) ([]json.RawMessage, error) {
+	var resp struct {
+		KnockRoomState []json.RawMessage `json:"knock_room_state"`
+	}
+	path := "/_matrix/federation/v1/send_knock/" + esc(knock.RoomID()) + "/" + esc(knock.EventID())
+	if err := c.a.client.Do(ctx, server, "PUT", path, json.RawMessage(knock.JSON()), &resp); err != nil {
+		return nil, err
+	}
+	return resp.KnockRoomState, nil
+}

@@ -90,7 +90,7 @@ type Service struct {
 	fed atomic.Pointer[Federation]
 	// observer is told of every stored change (see SetObserver).
 	observer atomic.Pointer[func(userID string, st Status)]
-	now func() time.Time
+	now      func() time.Time
 
 	mu gosync.Mutex
 	// local holds the local users with presence to track: those who are

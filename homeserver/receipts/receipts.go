@@ -82,11 +82,11 @@ type Config struct {
 
 // Service stores and distributes receipts.
 type Service struct {
-	cfg   Config
-	fed   atomic.Pointer[Federation]
+	cfg Config
+	fed atomic.Pointer[Federation]
 	// observer is told of every receipt that moved (see SetObserver).
 	observer atomic.Pointer[func(storage.Receipt)]
-	hooks atomic.Pointer[Hooks]
+	hooks    atomic.Pointer[Hooks]
 }
 
 // New returns the service.

@@ -23,6 +23,10 @@ type Federation interface {
 	// are not joined to (rejecting an invite).
 	MakeLeave(ctx context.Context, server, roomID, userID string) (version event.RoomVersion, template json.RawMessage, err error)
 	SendLeave(ctx context.Context, server string, version event.RoomVersion, leave *event.Event) error
+	// MakeKnock and SendKnock knock on a room we are not in; SendKnock
+	// returns the room's stripped state.
+	MakeKnock(ctx context.Context, server, roomID, userID string) (version event.RoomVersion, template json.RawMessage, err error)
+	SendKnock(ctx context.Context, server string, version event.RoomVersion, knock *event.Event) ([]json.RawMessage, error)
 	// Invite asks the invitee's server to countersign an invite event.
 	Invite(ctx context.Context, server string, version event.RoomVersion, invite *event.Event, strippedState []json.RawMessage) (*event.Event, error)
 	// FetchEvent fetches one event from server.

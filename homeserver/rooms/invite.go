@@ -3,6 +3,7 @@ package rooms
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/parley-chat/parley/matrix/event"
@@ -138,20 +139,35 @@ func (e *Engine) leaveVia(ctx context.Context, server, roomID, userID string) er
 	return e.fed.SendLeave(ctx, server, version, leave)
 }
 
+// StrippedState is the room's state as shown to invitees and knockers:
+// the create, join rules, name, avatar, alias, encryption and topic events
+// reduced to type, state key, sender and content.
+func (e *Engine) StrippedState(ctx context.Context, roomID string) []json.RawMessage {
+	r, err := e.room(ctx, roomID)
+	if err != nil {
+		return []json.RawMessage{}
+	}
+	return r.strippedState()
+}
+
+func (r *room) strippedState() []json.RawMessage {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := []json.RawMessage{}
+	for _, t := range []string{"m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic"} {
+		if s := r.state[storage.StateKey{Type: t}]; s != nil {
+			out = append(out, mustJSON(map[string]any{"type": t, "state_key": "", "sender": s.Sender(), "content": s.Content()}))
+		}
+	}
+	return out
+}
+
 // inviteRemote has the invitee's server countersign an invite of a remote
 // user before it is persisted.
 func (r *room) inviteRemote(ctx context.Context, ev *event.Event) (*event.Event, error) {
 	target := *ev.StateKey()
 	server := serverOf(target)
-	r.mu.RLock()
-	var stripped []json.RawMessage
-	for _, t := range []string{"m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic"} {
-		if s := r.state[storage.StateKey{Type: t}]; s != nil {
-			stripped = append(stripped, mustJSON(map[string]any{"type": t, "state_key": "", "sender": s.Sender(), "content": s.Content()}))
-		}
-	}
-	r.mu.RUnlock()
-	signed, err := r.e.fed.Invite(ctx, server, r.version, ev, stripped)
+	signed, err := r.e.fed.Invite(ctx, server, r.version, ev, r.strippedState())
 	if err != nil {
 		return nil, wrapf(ErrForbidden, "the invitee's server refused the invite: %v", err)
 	}
@@ -159,4 +175,77 @@ func (r *room) inviteRemote(ctx context.Context, ev *event.Event) (*event.Event,
 		return nil, fmt.Errorf("rooms: %s returned a different invite event", server)
 	}
 	return signed, nil
+}
+
+// KnockRemote knocks on a room this server is not in, through the first of
+// servers that answers (make_knock, sign, send_knock), and keeps the
+// stripped state it returns for the user's /sync, like a remote invite.
+func (e *Engine) KnockRemote(ctx context.Context, roomID, userID, reason string, servers []string) error {
+	if e.fed == nil {
+		return wrapf(ErrNotFound, "unknown room %s, and federation is off", roomID)
+	}
+	var errs []error
+	for _, server := range servers {
+		if server == e.cfg.ServerName {
+			continue
+		}
+		version, tmpl, err := e.fed.MakeKnock(ctx, server, roomID, userID)
+		if err == nil {
+			var info event.RoomVersionInfo
+			if info, err = version.Info(); err == nil {
+				extra := map[string]any{}
+				if reason != "" {
+					extra["reason"] = reason
+				}
+				var proto event.ProtoEvent
+				if proto, err = e.protoFromTemplate(tmpl, info, userID, "knock", extra); err == nil {
+					key := e.cfg.SigningKey
+					var knock *event.Event
+					if knock, err = proto.Build(version, e.cfg.ServerName, key.KeyID, key.Key); err == nil {
+						var state []json.RawMessage
+						if state, err = e.fed.SendKnock(ctx, server, version, knock); err == nil {
+							return e.storeRemoteMembership(ctx, version, knock, server, state)
+						}
+					}
+				}
+			}
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", server, err))
+	}
+	if len(errs) == 0 {
+		return wrapf(ErrNotFound, "no server to knock on %s through", roomID)
+	}
+	return errors.Join(append([]error{ErrForbidden}, errs...)...)
+}
+
+// storeRemoteMembership records a local user's membership event in a room
+// we are not in (a knock), with the room's stripped state, for /sync.
+func (e *Engine) storeRemoteMembership(ctx context.Context, version event.RoomVersion, ev *event.Event, via string, stripped []json.RawMessage) error {
+	user := *ev.StateKey()
+	membership, _ := ev.Membership()
+	if stripped == nil {
+		stripped = []json.RawMessage{}
+	}
+	pos := e.cfg.Positions.Allocate(1)
+	err := e.db.WithTx(ctx, func(tx *storage.Tx) error {
+		if err := storage.InsertOutlier(ctx, tx, ev.EventID(), ev.RoomID(), string(ev.JSON()), false); err != nil {
+			return err
+		}
+		// The stripped state is kept where remote invites keep theirs;
+		// Sender names the resident server we went through (as a user ID
+		// of it), so that a later join or retraction goes through it too.
+		if err := storage.PutRemoteInvite(ctx, tx, storage.RemoteInvite{RoomID: ev.RoomID(), UserID: user, EventID: ev.EventID(),
+			RoomVersion: string(version), Sender: "@:" + via, InviteState: string(mustJSON(stripped))}); err != nil {
+			return err
+		}
+		return storage.SetMembership(ctx, tx, storage.Membership{RoomID: ev.RoomID(), UserID: user, Membership: membership, EventID: ev.EventID(), StreamPos: pos})
+	})
+	e.cfg.Positions.Done(pos)
+	if err != nil {
+		return err
+	}
+	if e.cfg.Notifier != nil {
+		e.cfg.Notifier.OnNewEvents(pos, []string{user})
+	}
+	return nil
 }

@@ -150,3 +150,23 @@ func dedupe(list []string) []string {
 	}
 	return out
 }
+
+// Knock knocks on a room: directly when this server is in it, otherwise
+// over federation through via and the room's and alias's servers.
+func (e *Engine) Knock(ctx context.Context, roomIDOrAlias, userID, reason string, via []string) (string, error) {
+	roomID, servers, err := e.resolveForJoin(ctx, roomIDOrAlias)
+	if err != nil {
+		return "", err
+	}
+	if _, err := e.room(ctx, roomID); errors.Is(err, ErrNotFound) {
+		candidates := append(append([]string{}, via...), servers...)
+		if rid, err := id.ParseRoomID(roomID); err == nil && rid.Server != "" {
+			candidates = append(candidates, string(rid.Server))
+		}
+		return roomID, e.KnockRemote(ctx, roomID, userID, reason, dedupe(candidates))
+	} else if err != nil {
+		return "", err
+	}
+	_, err = e.ChangeMembership(ctx, roomID, userID, userID, "knock", reason, false)
+	return roomID, err
+}
