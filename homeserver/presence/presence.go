@@ -19,8 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
+	"github.com/parley-chat/parley/matrix/id"
 	gosync "sync"
 	"sync/atomic"
 	"time"
@@ -138,7 +137,7 @@ func (s *Service) Enabled() bool { return s.cfg.Enabled }
 // SetFederation installs the sender of EDUs to other servers.
 func (s *Service) SetFederation(f Federation) { s.fed.Store(&f) }
 
-func (s *Service) isLocal(userID string) bool { return serverOf(userID) == s.cfg.ServerName }
+func (s *Service) isLocal(userID string) bool { return id.ServerOf(userID) == s.cfg.ServerName }
 
 // Run applies the timeouts until ctx ends. Local users still online from
 // before a restart get SyncTimeout to come back before going offline.
@@ -288,7 +287,7 @@ func (s *Service) announce(ctx context.Context, p storage.Presence) {
 	}
 	s.cfg.Notifier.Wake(users...)
 	if s.isLocal(p.UserID) {
-		s.federate(remoteServers(s.cfg.ServerName, users), []storage.Presence{p})
+		s.federate(id.ServersOf(users, s.cfg.ServerName), []storage.Presence{p})
 	}
 }
 
@@ -535,7 +534,7 @@ func (s *Service) HandleEDU(ctx context.Context, origin string, content json.Raw
 		return
 	}
 	for _, e := range edu.Push {
-		if serverOf(e.UserID) != origin || checkState(e.Presence) != nil {
+		if id.ServerOf(e.UserID) != origin || checkState(e.Presence) != nil {
 			continue
 		}
 		users, err := s.cfg.DB.UsersSharingRooms(ctx, e.UserID)
@@ -592,7 +591,7 @@ func (s *Service) MemberJoined(ctx context.Context, roomID, userID string) {
 				ps = append(ps, p)
 			}
 		}
-		s.federate([]string{serverOf(userID)}, ps)
+		s.federate([]string{id.ServerOf(userID)}, ps)
 		return
 	}
 	p, err := s.current(ctx, userID)
@@ -603,27 +602,5 @@ func (s *Service) MemberJoined(ctx context.Context, roomID, userID string) {
 	for _, m := range members {
 		ids = append(ids, m.UserID)
 	}
-	s.federate(remoteServers(s.cfg.ServerName, ids), []storage.Presence{p})
-}
-
-// remoteServers lists, once each, the servers of userIDs other than
-// ourServer.
-func remoteServers(ourServer string, userIDs []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, u := range userIDs {
-		if s := serverOf(u); s != "" && s != ourServer && !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func serverOf(userID string) string {
-	if _, s, ok := strings.Cut(userID, ":"); ok {
-		return s
-	}
-	return ""
+	s.federate(id.ServersOf(ids, s.cfg.ServerName), []storage.Presence{p})
 }

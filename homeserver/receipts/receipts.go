@@ -13,7 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"github.com/parley-chat/parley/matrix/id"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -237,7 +237,7 @@ func (s *Service) federate(roomID string, members []string, r storage.Receipt) {
 	if f == nil {
 		return
 	}
-	dests := remoteServers(s.cfg.ServerName, members)
+	dests := id.ServersOf(members, s.cfg.ServerName)
 	if len(dests) == 0 {
 		return
 	}
@@ -264,7 +264,7 @@ func (s *Service) HandleEDU(ctx context.Context, origin string, content json.Raw
 		}
 		stored := false
 		for userID, raw := range users {
-			if serverOf(userID) != origin {
+			if id.ServerOf(userID) != origin {
 				continue
 			}
 			if s.storeRemote(ctx, roomID, userID, raw) {
@@ -325,31 +325,9 @@ func (s *Service) storeRemote(ctx context.Context, roomID, userID string, raw js
 
 func hasServer(userIDs []string, server string) bool {
 	for _, u := range userIDs {
-		if serverOf(u) == server {
+		if id.ServerOf(u) == server {
 			return true
 		}
 	}
 	return false
-}
-
-// remoteServers lists, once each, the servers of userIDs other than
-// ourServer.
-func remoteServers(ourServer string, userIDs []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, u := range userIDs {
-		if s := serverOf(u); s != "" && s != ourServer && !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func serverOf(userID string) string {
-	if _, s, ok := strings.Cut(userID, ":"); ok {
-		return s
-	}
-	return ""
 }

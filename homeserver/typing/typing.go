@@ -11,8 +11,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/parley-chat/parley/matrix/id"
 	"sort"
-	"strings"
 	gosync "sync"
 	"sync/atomic"
 	"time"
@@ -149,7 +149,7 @@ func (s *Service) HandleEDU(ctx context.Context, origin string, content json.Raw
 	if err := json.Unmarshal(content, &edu); err != nil || edu.RoomID == "" {
 		return
 	}
-	if serverOf(edu.UserID) != origin || origin == s.cfg.ServerName {
+	if id.ServerOf(edu.UserID) != origin || origin == s.cfg.ServerName {
 		return
 	}
 	joined, err := s.cfg.Rooms.IsJoined(ctx, edu.RoomID, edu.UserID)
@@ -233,7 +233,7 @@ func (s *Service) expire(roomID, userID string, expires time.Time) {
 	s.mu.Unlock()
 	ctx := context.Background()
 	s.wakeRoom(ctx, roomID)
-	if serverOf(userID) == s.cfg.ServerName {
+	if id.ServerOf(userID) == s.cfg.ServerName {
 		s.federate(ctx, roomID, userID, false)
 	}
 }
@@ -279,29 +279,7 @@ func (s *Service) federate(ctx context.Context, roomID, userID string, typing bo
 		s.cfg.Log.WithError(err).WithField("room_id", roomID).Warn("typing: listing servers")
 		return
 	}
-	if dests := remoteServers(s.cfg.ServerName, members); len(dests) > 0 {
+	if dests := id.ServersOf(members, s.cfg.ServerName); len(dests) > 0 {
 		(*f).SendEDU(dests, "m.typing", typingEDU{RoomID: roomID, UserID: userID, Typing: typing})
 	}
-}
-
-// remoteServers lists, once each, the servers of userIDs other than
-// ourServer.
-func remoteServers(ourServer string, userIDs []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, u := range userIDs {
-		if s := serverOf(u); s != "" && s != ourServer && !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func serverOf(userID string) string {
-	if _, s, ok := strings.Cut(userID, ":"); ok {
-		return s
-	}
-	return ""
 }

@@ -2,6 +2,7 @@ package id
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"unicode/utf8"
 )
@@ -353,3 +354,27 @@ func ParseKeyID(s string) (KeyID, error) {
 
 // String returns the key ID in its "algorithm:version" form.
 func (k KeyID) String() string { return k.Algorithm + ":" + k.Version }
+
+// ServerOf is the server part of a user (or room, or event) ID, "" when it
+// has none. It does not validate: use ParseUserID for untrusted input.
+func ServerOf(userID string) string {
+	if _, s, ok := strings.Cut(userID, ":"); ok {
+		return s
+	}
+	return ""
+}
+
+// ServersOf lists, once each and sorted, the servers of userIDs other
+// than exclude: where an update about those users must be sent.
+func ServersOf(userIDs []string, exclude string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, u := range userIDs {
+		if s := ServerOf(u); s != "" && s != exclude && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -302,3 +302,13 @@ func TestParseKeyID(t *testing.T) {
 		}
 	}
 }
+
+func TestServersOf(t *testing.T) {
+	got := ServersOf([]string{"@a:b.example", "@c:a.example", "@d:b.example", "@e:ours.example", "no-server"}, "ours.example")
+	if len(got) != 2 || got[0] != "a.example" || got[1] != "b.example" {
+		t.Fatalf("ServersOf: %v", got)
+	}
+	if ServerOf("@alice:example.org:8448") != "example.org:8448" || ServerOf("alice") != "" {
+		t.Fatal("ServerOf")
+	}
+}
