@@ -20,6 +20,12 @@ func (a *API) CheckPDU(ctx context.Context, raw json.RawMessage, version event.R
 	if err != nil {
 		return nil, err
 	}
+	return a.checkParsedPDU(ctx, ev)
+}
+
+// checkParsedPDU is CheckPDU for an event already parsed (and perhaps
+// signed by us, as the authorising server of a restricted join).
+func (a *API) checkParsedPDU(ctx context.Context, ev *event.Event) (*event.Event, error) {
 	if err := a.verifySignatures(ctx, ev); err != nil {
 		return nil, err
 	}

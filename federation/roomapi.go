@@ -16,6 +16,7 @@ import (
 	"github.com/parley-chat/parley/homeserver/httputil"
 	"github.com/parley-chat/parley/homeserver/rooms"
 	"github.com/parley-chat/parley/homeserver/users"
+	"github.com/parley-chat/parley/matrix/authrules"
 	"github.com/parley-chat/parley/matrix/event"
 	"github.com/parley-chat/parley/matrix/id"
 	"github.com/parley-chat/parley/storage"
@@ -254,7 +255,22 @@ func (h *roomHandlers) sendMembership(membership string, apiVersion int) http.Ha
 			httputil.WriteError(w, e)
 			return
 		}
-		ev, err := h.a.CheckPDU(ctx, body, version)
+		ev, err := event.NewEventFromUntrustedJSON(body, version)
+		if err == nil {
+			// A restricted join that names one of our users as authoriser
+			// needs our signature, which the joining server cannot make:
+			// add it before checking the signatures.
+			if via, ok := authrules.AuthorisingServer(ev); ok && via == h.a.cfg.ServerName {
+				if !h.engine.MayAuthoriseJoin(ctx, ev.RoomID(), ev.Sender()) {
+					httputil.WriteError(w, httputil.Forbidden("this server will not authorise that join"))
+					return
+				}
+				ev, err = ev.Sign(h.a.cfg.ServerName, h.a.cfg.KeyID, h.a.cfg.Key)
+			}
+		}
+		if err == nil {
+			ev, err = h.a.checkParsedPDU(ctx, ev)
+		}
 		if err != nil {
 			h.writeErr(w, r, err)
 			return

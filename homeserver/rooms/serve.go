@@ -63,9 +63,7 @@ func (r *room) authorisingUser(joiner string) string {
 	if jr == nil || !r.info.RestrictedJoins {
 		return ""
 	}
-	var c struct {
-		JoinRule string `json:"join_rule"`
-	}
+	var c joinRulesContent
 	_ = json.Unmarshal(jr.Content(), &c)
 	if c.JoinRule != "restricted" && c.JoinRule != "knock_restricted" {
 		return ""
@@ -74,6 +72,11 @@ func (r *room) authorisingUser(joiner string) string {
 		if ms, _ := m.Membership(); ms == "join" || ms == "invite" {
 			return "" // no authorisation needed
 		}
+	}
+	// Authorising is vouching that the joiner meets the allow conditions:
+	// the auth rules cannot check them, so the resident server must.
+	if !r.e.meetsAllow(c.Allow, joiner) {
+		return ""
 	}
 	pl, err := authrules.NewPowerLevels(r.state[storage.StateKey{Type: "m.room.create"}], r.state[storage.StateKey{Type: "m.room.power_levels"}])
 	if err != nil {
@@ -94,6 +97,45 @@ func (r *room) authorisingUser(joiner string) string {
 	return users[0]
 }
 
+// joinRulesContent is what restricted joins read of m.room.join_rules.
+type joinRulesContent struct {
+	JoinRule string      `json:"join_rule"`
+	Allow    []allowRule `json:"allow"`
+}
+
+// allowRule is an entry of a restricted room's allow list.
+type allowRule struct {
+	Type   string `json:"type"`
+	RoomID string `json:"room_id"`
+}
+
+// meetsAllow reports whether a user is joined to one of the rooms a
+// restricted room's allow list names, as far as this server knows.
+func (e *Engine) meetsAllow(allow []allowRule, userID string) bool {
+	for _, a := range allow {
+		if a.Type != "m.room_membership" {
+			continue
+		}
+		if m, err := e.Membership(context.Background(), a.RoomID, userID); err == nil && m == "join" {
+			return true
+		}
+	}
+	return false
+}
+
+// MayAuthoriseJoin reports whether this server may vouch for userID's
+// restricted join of roomID: one of its users can authorise it and the
+// user meets the room's allow conditions.
+func (e *Engine) MayAuthoriseJoin(ctx context.Context, roomID, userID string) bool {
+	r, err := e.room(ctx, roomID)
+	if err != nil {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.authorisingUser(userID) != ""
+}
+
 // HandleSendJoin accepts a remote server's signed join (or leave, or
 // knock) event and returns the state before it and the auth chain of that
 // state and the event, as send_join answers.
@@ -107,6 +149,9 @@ func (e *Engine) HandleSendJoin(ctx context.Context, origin string, ev *event.Ev
 	// A restricted join names one of our users as authoriser: we add our
 	// signature, as the resident server.
 	if via, ok := authrules.AuthorisingServer(ev); ok && via == e.cfg.ServerName {
+		if !e.MayAuthoriseJoin(ctx, ev.RoomID(), ev.Sender()) {
+			return nil, nil, nil, wrapf(ErrForbidden, "this server will not authorise that join")
+		}
 		key := e.cfg.SigningKey
 		if ev, err = ev.Sign(e.cfg.ServerName, key.KeyID, key.Key); err != nil {
 			return nil, nil, nil, err
