@@ -287,31 +287,8 @@ func (r *room) backfillStateBefore(ctx context.Context, server string, ev *event
 		return nil, errors.New("too many state requests for one backfill")
 	}
 	*fetches++
-	stateIDs, authIDs, err := r.e.fed.StateIDs(ctx, server, r.id, ev.EventID())
-	if err != nil {
-		return nil, fmt.Errorf("state before %s from %s: %w", ev.EventID(), server, err)
-	}
-	if len(stateIDs)+len(authIDs) > maxStateFetch {
-		return nil, fmt.Errorf("%s sent a state of %d events, over the limit", server, len(stateIDs))
-	}
 	budget := maxStateFetch
-	for _, id := range authIDs {
-		if _, err := r.authEvent(ctx, server, id, src, &budget); err != nil {
-			return nil, err
-		}
-	}
-	st := storage.StateMap{}
-	for _, id := range stateIDs {
-		sev, err := r.authEvent(ctx, server, id, src, &budget)
-		if err != nil {
-			return nil, err
-		}
-		if sev.StateKey() == nil {
-			return nil, fmt.Errorf("%s listed non-state event %s as state", server, id)
-		}
-		st[storage.StateKey{Type: sev.Type(), StateKey: *sev.StateKey()}] = id
-	}
-	return st, nil
+	return r.stateBeforeFrom(ctx, server, ev.EventID(), src, &budget)
 }
 
 // The whole range of stream positions, backfilled ones included.

@@ -294,29 +294,10 @@ func (r *room) stateAfterRemote(ctx context.Context, origin, eventID string, src
 	if row, err := r.e.db.GetEvent(ctx, eventID); err == nil {
 		return r.e.StateAtEvent(ctx, row) // the gap was filled
 	}
-	stateIDs, authIDs, err := r.e.fed.StateIDs(ctx, origin, r.id, eventID)
-	if err != nil {
-		return nil, fmt.Errorf("rooms: state at %s from %s: %w", eventID, origin, err)
-	}
-	if len(stateIDs)+len(authIDs) > maxStateFetch {
-		return nil, fmt.Errorf("rooms: %s sent a state of %d events, over the limit", origin, len(stateIDs))
-	}
 	budget := maxStateFetch
-	for _, id := range authIDs {
-		if _, err := r.authEvent(ctx, origin, id, src, &budget); err != nil {
-			return nil, err
-		}
-	}
-	st := storage.StateMap{}
-	for _, id := range stateIDs {
-		sev, err := r.authEvent(ctx, origin, id, src, &budget)
-		if err != nil {
-			return nil, err
-		}
-		if sev.StateKey() == nil {
-			return nil, fmt.Errorf("rooms: %s listed non-state event %s as state", origin, id)
-		}
-		st[storage.StateKey{Type: sev.Type(), StateKey: *sev.StateKey()}] = id
+	st, err := r.stateBeforeFrom(ctx, origin, eventID, src, &budget)
+	if err != nil {
+		return nil, err
 	}
 	prev, err := r.authEvent(ctx, origin, eventID, src, &budget)
 	if err != nil {
@@ -324,6 +305,36 @@ func (r *room) stateAfterRemote(ctx context.Context, origin, eventID string, src
 	}
 	if sk := prev.StateKey(); sk != nil {
 		st[storage.StateKey{Type: prev.Type(), StateKey: *sk}] = eventID
+	}
+	return st, nil
+}
+
+// stateBeforeFrom asks server for the state before an event (/state_ids)
+// and holds every event of it and of its auth chain, fetched and checked
+// as outliers where missing, within budget.
+func (r *room) stateBeforeFrom(ctx context.Context, server, eventID string, src *eventSource, budget *int) (storage.StateMap, error) {
+	stateIDs, authIDs, err := r.e.fed.StateIDs(ctx, server, r.id, eventID)
+	if err != nil {
+		return nil, fmt.Errorf("rooms: state before %s from %s: %w", eventID, server, err)
+	}
+	if len(stateIDs)+len(authIDs) > maxStateFetch {
+		return nil, fmt.Errorf("rooms: %s sent a state of %d events, over the limit", server, len(stateIDs))
+	}
+	for _, id := range authIDs {
+		if _, err := r.authEvent(ctx, server, id, src, budget); err != nil {
+			return nil, err
+		}
+	}
+	st := storage.StateMap{}
+	for _, id := range stateIDs {
+		sev, err := r.authEvent(ctx, server, id, src, budget)
+		if err != nil {
+			return nil, err
+		}
+		if sev.StateKey() == nil {
+			return nil, fmt.Errorf("rooms: %s listed non-state event %s as state", server, id)
+		}
+		st[storage.StateKey{Type: sev.Type(), StateKey: *sev.StateKey()}] = id
 	}
 	return st, nil
 }
