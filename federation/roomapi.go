@@ -137,8 +137,7 @@ func (h *roomHandlers) send(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// The checks of each PDU on its own (format, signatures, hashes) are
-	// independent: run them on all cores at once. The room engine then
-	// takes the PDUs in the order sent.
+	// independent: run them on all cores at once.
 	checked := make([]checkedPDU, len(t.PDUs))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
@@ -151,13 +150,22 @@ func (h *roomHandlers) send(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 	wg.Wait()
+	// The room engine takes the PDUs that passed, in the order sent, and
+	// persists each room's together.
+	var evs []*event.Event
+	for _, c := range checked {
+		if c.err == nil {
+			evs = append(evs, c.ev)
+		}
+	}
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	ingested := h.engine.IngestBatch(ictx, o, evs)
+	cancel()
 	results := map[string]map[string]string{}
 	for _, c := range checked {
 		err := c.err
 		if err == nil {
-			ictx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			err = h.engine.Ingest(ictx, o, c.ev)
-			cancel()
+			err, ingested = ingested[0], ingested[1:]
 		}
 		if c.eventID == "" {
 			continue // not even an event ID to answer for

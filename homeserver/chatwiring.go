@@ -88,3 +88,9 @@ func (s *Server) startChat(ctx context.Context) (stop func()) {
 		wg.Wait()
 	}
 }
+
+// WaitChatIndex waits until the chat indexes (search, relations, user
+// directory) hold every event committed before the call, or timeout.
+func (s *Server) WaitChatIndex(ctx context.Context, timeout time.Duration) error {
+	return s.chat.index.WaitCurrent(ctx, timeout)
+}

@@ -38,29 +38,76 @@ var ErrRejected = errors.New("event rejected")
 // state (failing only the last, it is soft-failed: kept but never shown).
 // Missing auth events, prev events and state are fetched from origin.
 func (e *Engine) Ingest(ctx context.Context, origin string, ev *event.Event) error {
-	r, err := e.room(ctx, ev.RoomID())
-	if err != nil {
-		return err
+	return e.IngestBatch(ctx, origin, []*event.Event{ev})[0]
+}
+
+// IngestBatch ingests the PDUs of one transaction as Ingest does, with an
+// error (or nil) for each. The events of each room are taken in the order
+// given, each checked against the state the earlier ones leave, and those
+// accepted are persisted together in one database transaction: one commit
+// for the batch instead of one per event. Different rooms run in parallel.
+func (e *Engine) IngestBatch(ctx context.Context, origin string, evs []*event.Event) []error {
+	errs := make([]error, len(evs))
+	type group struct {
+		req *request
+		idx []int // positions in evs
 	}
-	if !e.ServerAllowed(ctx, ev.RoomID(), origin) {
-		return wrapf(ErrForbidden, "the room's server ACL denies %s", origin)
+	var groups []*group
+	byRoom := map[string]*group{}
+	for i, ev := range evs {
+		g := byRoom[ev.RoomID()]
+		if g == nil {
+			g = &group{req: &request{ctx: ctx, origin: origin, done: make(chan result, 1)}}
+			byRoom[ev.RoomID()] = g
+			groups = append(groups, g)
+		}
+		g.req.ingest = append(g.req.ingest, ev)
+		g.idx = append(g.idx, i)
 	}
-	req := &request{ctx: ctx, ingest: ev, origin: origin, done: make(chan result, 1)}
-	select {
-	case r.reqs <- req:
-	case <-ctx.Done():
-		return ctx.Err()
+	fail := func(g *group, err error) {
+		for _, i := range g.idx {
+			errs[i] = err
+		}
 	}
-	return (<-req.done).err
+	var queued []*group
+	for _, g := range groups {
+		roomID := g.req.ingest[0].RoomID()
+		r, err := e.room(ctx, roomID)
+		if err != nil {
+			fail(g, err)
+			continue
+		}
+		if !e.ServerAllowed(ctx, roomID, origin) {
+			fail(g, wrapf(ErrForbidden, "the room's server ACL denies %s", origin))
+			continue
+		}
+		select {
+		case r.reqs <- g.req:
+			queued = append(queued, g)
+		case <-ctx.Done():
+			fail(g, ctx.Err())
+		}
+	}
+	for _, g := range queued {
+		res := <-g.req.done
+		for j, i := range g.idx {
+			errs[i] = res.errs[j]
+		}
+	}
+	return errs
 }
 
 // eventSource loads events for checks and state resolution: from the
-// database (timeline or outliers), then from the fetched ones.
+// fetched and pending ones, then from the database (timeline or outliers).
 type eventSource struct {
 	ctx     context.Context
 	e       *Engine
 	version event.RoomVersion
 	cache   map[string]*event.Event
+	// head, when set, is the room's state as the checks should see it (the
+	// committed state plus a batch's pending events); nil means the
+	// committed state.
+	head map[storage.StateKey]*event.Event
 }
 
 func (r *room) newSource(ctx context.Context) *eventSource {
@@ -90,13 +137,99 @@ func (s *eventSource) Event(id string) (*event.Event, error) {
 // IsRejected implements stateres.RejectionProvider.
 func (s *eventSource) IsRejected(id string) bool { return s.e.db.IsRejected(s.ctx, id) }
 
-func (r *room) ingest(ctx context.Context, origin string, ev *event.Event) error {
+// remoteBatch is the remote events of one request that were accepted but
+// are not persisted yet, and the room's head as they leave it. Only the
+// sequencer uses it; readers keep seeing the committed head until flush.
+type remoteBatch struct {
+	src   *eventSource
+	state map[storage.StateKey]*event.Event // the head's state (src.head)
+	ids   storage.StateMap                  // the same, as event IDs
+	ext   []*event.Event
+	depth int64
+	// base is the committed state the first pending event is written on.
+	base    storage.StateMap
+	after   map[string]storage.StateMap // the state after each pending event
+	pending []pendingRemote
+	// known is what the database held of the request's events when the
+	// batch started (one query for all of them); each is used once.
+	known map[string]storage.EventKnowledge
+}
+
+// pendingRemote is an accepted remote event waiting to be written.
+type pendingRemote struct {
+	ev     *event.Event
+	before storage.StateMap // the state before the event
+	state  storage.StateMap // the room's state after it
+	index  int              // in the request
+}
+
+// newRemoteBatch starts a batch on the committed head.
+func (r *room) newRemoteBatch(ctx context.Context) *remoteBatch {
+	b := &remoteBatch{src: r.newSource(ctx), after: map[string]storage.StateMap{}}
+	r.mu.RLock()
+	b.state, b.ext, b.depth = r.state, r.extremities, r.depth
+	r.mu.RUnlock()
+	b.ids = make(storage.StateMap, len(b.state))
+	for k, ev := range b.state {
+		b.ids[k] = ev.EventID()
+	}
+	b.base = b.ids
+	b.src.head = b.state
+	return b
+}
+
+// ingestBatch checks remote events in order, each on the head the earlier
+// ones leave, and persists the accepted ones in one transaction.
+func (r *room) ingestBatch(ctx context.Context, origin string, evs []*event.Event) []error {
+	errs := make([]error, len(evs))
+	b := r.newRemoteBatch(ctx)
+	ids := make([]string, len(evs))
+	for i, ev := range evs {
+		ids[i] = ev.EventID()
+	}
+	known, err := r.e.db.EventsKnowledge(ctx, ids)
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	for _, id := range ids {
+		if _, ok := known[id]; !ok {
+			known[id] = storage.Unknown
+		}
+	}
+	b.known = known
+	for i, ev := range evs {
+		errs[i] = r.ingest(ctx, origin, ev, b, i)
+	}
+	if err := r.flushRemote(ctx, b); err != nil {
+		for _, p := range b.pending {
+			if p.index >= 0 {
+				errs[p.index] = err
+			}
+		}
+	}
+	return errs
+}
+
+// ingest checks one remote event on b's head; an accepted event joins b's
+// pending events (index is its place in the request, for the answer).
+func (r *room) ingest(ctx context.Context, origin string, ev *event.Event, b *remoteBatch, index int) error {
 	if ev.RoomID() != r.id {
 		return wrapf(ErrBadRequest, "event %s is not in room %s", ev.EventID(), r.id)
 	}
-	_, _, known, err := r.e.db.AnyEventJSON(ctx, ev.EventID())
-	if err != nil {
-		return err
+	if _, ok := b.after[ev.EventID()]; ok {
+		return nil // sent twice in one transaction
+	}
+	known, ok := b.known[ev.EventID()]
+	if ok {
+		delete(b.known, ev.EventID()) // a repeat asks the database again
+	} else {
+		var err error
+		if _, _, known, err = r.e.db.AnyEventJSON(ctx, ev.EventID()); err != nil {
+			return err
+		}
 	}
 	switch known {
 	case storage.InTimeline, storage.Outlier:
@@ -104,13 +237,13 @@ func (r *room) ingest(ctx context.Context, origin string, ev *event.Event) error
 	case storage.Rejected:
 		return wrapf(ErrRejected, "event %s was rejected before", ev.EventID())
 	}
-	src := r.newSource(ctx)
+	src := b.src
 	budget := maxAuthFetch
 	if err := r.checkAuthEvents(ctx, origin, ev, src, &budget); err != nil {
 		return r.reject(ctx, ev, err)
 	}
 
-	stateBefore, err := r.stateBefore(ctx, origin, ev, src)
+	stateBefore, err := r.stateBefore(ctx, origin, ev, b)
 	if err != nil {
 		return err
 	}
@@ -119,14 +252,11 @@ func (r *room) ingest(ctx context.Context, origin string, ev *event.Event) error
 	}
 	// Soft fail: allowed by history, but not by the room as it is now
 	// (say, a ban we know of and the sender's server did not).
-	r.mu.RLock()
-	current := r.state
-	r.mu.RUnlock()
-	if err := authrules.Allowed(ev, stateView{base: current}); err != nil {
+	if err := authrules.Allowed(ev, stateView{base: b.state}); err != nil {
 		r.e.cfg.Log.WithField("event_id", ev.EventID()).WithError(err).Info("soft-failing remote event")
 		return storage.InsertOutlier(ctx, r.e.db, ev.EventID(), r.id, string(ev.JSON()), true)
 	}
-	return r.persistRemote(ctx, ev, stateBefore, src)
+	return r.accept(ev, stateBefore, b, index)
 }
 
 // reject records a rejected event and reports it.
@@ -146,18 +276,18 @@ func (r *room) checkAuthEvents(ctx context.Context, origin string, ev *event.Eve
 	// Auth events are usually current state, which is in memory: look
 	// where the auth event selection says they should be before asking
 	// the database.
-	r.mu.RLock()
-	if create := r.state[storage.StateKey{Type: "m.room.create"}]; create != nil {
+	head, unlock := r.headFor(src)
+	if create := head[storage.StateKey{Type: "m.room.create"}]; create != nil {
 		src.cache[create.EventID()] = create
 	}
 	for _, k := range authrules.AuthEventsNeededFor(ev) {
-		if cur := r.state[storage.StateKey{Type: k.EventType, StateKey: k.StateKey}]; cur != nil {
+		if cur := head[storage.StateKey{Type: k.EventType, StateKey: k.StateKey}]; cur != nil {
 			if _, ok := src.cache[cur.EventID()]; !ok && contains(ev.AuthEventIDs(), cur.EventID()) {
 				src.cache[cur.EventID()] = cur
 			}
 		}
 	}
-	r.mu.RUnlock()
+	unlock()
 	var authEvs []*event.Event
 	for _, id := range ev.AuthEventIDs() {
 		a, err := r.authEvent(ctx, origin, id, src, budget)
@@ -216,31 +346,28 @@ func (r *room) authEvent(ctx context.Context, origin, id string, src *eventSourc
 // stateBefore computes the state before ev from its prev events: the state
 // after each (fetching missing ones, or asking origin for the state when a
 // gap cannot be filled), resolved together when there are several.
-func (r *room) stateBefore(ctx context.Context, origin string, ev *event.Event, src *eventSource) (storage.StateMap, error) {
+func (r *room) stateBefore(ctx context.Context, origin string, ev *event.Event, b *remoteBatch) (storage.StateMap, error) {
 	var sets []storage.StateMap
 	var missing []string
 	for _, prev := range ev.PrevEventIDs() {
-		row, err := r.e.db.GetEvent(ctx, prev)
-		if errors.Is(err, storage.ErrNotFound) {
+		st, ok, err := r.stateAfter(ctx, prev, b)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
 			missing = append(missing, prev)
 			continue
 		}
-		if err != nil {
-			return nil, err
-		}
-		st, err := r.e.StateAtEvent(ctx, row)
-		if err != nil {
-			return nil, err
-		}
 		sets = append(sets, st)
 	}
+	src := b.src
 	if len(missing) > 0 {
 		if r.e.fed == nil {
 			return nil, fmt.Errorf("rooms: missing prev events %v", missing)
 		}
-		r.fillGap(ctx, origin, ev)
+		r.fillGap(ctx, origin, ev, b)
 		for _, prev := range missing {
-			st, err := r.stateAfterRemote(ctx, origin, prev, src)
+			st, err := r.stateAfterRemote(ctx, origin, prev, b)
 			if err != nil {
 				return nil, err
 			}
@@ -259,18 +386,16 @@ func (r *room) stateBefore(ctx context.Context, origin string, ev *event.Event, 
 // fillGap asks origin for the events between our forward extremities and
 // ev, and ingests those it sends, oldest first. Failing is fine: the state
 // is then asked for instead.
-func (r *room) fillGap(ctx context.Context, origin string, ev *event.Event) {
+func (r *room) fillGap(ctx context.Context, origin string, ev *event.Event, b *remoteBatch) {
 	depth, _ := ctx.Value(gapDepthKey{}).(int)
 	if depth >= maxGapDepth {
 		return
 	}
 	ctx = context.WithValue(ctx, gapDepthKey{}, depth+1)
-	r.mu.RLock()
-	earliest := make([]string, len(r.extremities))
-	for i, x := range r.extremities {
+	earliest := make([]string, len(b.ext))
+	for i, x := range b.ext {
 		earliest[i] = x.EventID()
 	}
-	r.mu.RUnlock()
 	evs, err := r.e.fed.MissingEvents(ctx, origin, r.version, r.id, earliest, []string{ev.EventID()}, maxMissingEvents)
 	if err != nil {
 		r.e.cfg.Log.WithError(err).WithField("room_id", r.id).Info("get_missing_events failed")
@@ -281,7 +406,8 @@ func (r *room) fillGap(ctx context.Context, origin string, ev *event.Event) {
 		if m.RoomID() != r.id || m.EventID() == ev.EventID() {
 			continue
 		}
-		if err := r.ingest(ctx, origin, m); err != nil {
+		// Not part of the request: index -1.
+		if err := r.ingest(ctx, origin, m, b, -1); err != nil {
 			r.e.cfg.Log.WithError(err).WithField("event_id", m.EventID()).Info("missing event not accepted")
 		}
 	}
@@ -290,10 +416,11 @@ func (r *room) fillGap(ctx context.Context, origin string, ev *event.Event) {
 // stateAfterRemote is the state after an event we do not have in the
 // timeline (or had just fetched): the state before it from origin's
 // /state_ids, plus the event itself.
-func (r *room) stateAfterRemote(ctx context.Context, origin, eventID string, src *eventSource) (storage.StateMap, error) {
-	if row, err := r.e.db.GetEvent(ctx, eventID); err == nil {
-		return r.e.StateAtEvent(ctx, row) // the gap was filled
+func (r *room) stateAfterRemote(ctx context.Context, origin, eventID string, b *remoteBatch) (storage.StateMap, error) {
+	if st, ok, err := r.stateAfter(ctx, eventID, b); err != nil || ok {
+		return st, err // the gap was filled
 	}
+	src := b.src
 	budget := maxStateFetch
 	st, err := r.stateBeforeFrom(ctx, origin, eventID, src, &budget)
 	if err != nil {
@@ -367,15 +494,15 @@ func (r *room) resolve(sets []storage.StateMap, src *eventSource) (storage.State
 func (r *room) materialise(st storage.StateMap, src *eventSource) map[storage.StateKey]*event.Event {
 	out := make(map[storage.StateKey]*event.Event, len(st))
 	var rest []storage.StateKey
-	r.mu.RLock()
+	head, unlock := r.headFor(src)
 	for k, id := range st {
-		if ev := r.state[k]; ev != nil && ev.EventID() == id {
+		if ev := head[k]; ev != nil && ev.EventID() == id {
 			out[k] = ev
 		} else {
 			rest = append(rest, k)
 		}
 	}
-	r.mu.RUnlock()
+	unlock()
 	for _, k := range rest {
 		if ev, err := src.Event(st[k]); err == nil {
 			out[k] = ev
@@ -384,23 +511,45 @@ func (r *room) materialise(st storage.StateMap, src *eventSource) map[storage.St
 	return out
 }
 
-// persistRemote writes an accepted remote event into the timeline and
-// moves the room's current state: when the event extends our only forward
-// extremity the new state is simply the state after it; otherwise the
-// state after it is resolved with the current state.
-func (r *room) persistRemote(ctx context.Context, ev *event.Event, stateBefore storage.StateMap, src *eventSource) error {
-	e := r.e
-	r.mu.RLock()
-	oldState := r.state
-	oldSnapshot := r.snapshot
-	oldExt := r.extremities
-	r.mu.RUnlock()
-	current := make(storage.StateMap, len(oldState))
-	for k, v := range oldState {
-		current[k] = v.EventID()
+// headFor is the room state src's checks see, and how to let go of it:
+// a batch's head, or the committed state under the read lock.
+func (r *room) headFor(src *eventSource) (map[storage.StateKey]*event.Event, func()) {
+	if src.head != nil {
+		return src.head, func() {}
 	}
-	after := copyMap(stateBefore)
+	r.mu.RLock()
+	return r.state, r.mu.RUnlock
+}
+
+// stateAfter is the state after an event of the timeline, or of b's
+// pending events; ok is false when we hold neither.
+func (r *room) stateAfter(ctx context.Context, eventID string, b *remoteBatch) (st storage.StateMap, ok bool, err error) {
+	if st, ok := b.after[eventID]; ok {
+		return st, true, nil
+	}
+	row, err := r.e.db.GetEvent(ctx, eventID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	st, err = r.e.StateAtEvent(ctx, row)
+	return st, err == nil, err
+}
+
+// accept moves b's head past an accepted remote event and queues it for
+// writing: when the event extends the head's only forward extremity the
+// new state is simply the state after it; otherwise the state after it is
+// resolved with the head's state.
+func (r *room) accept(ev *event.Event, stateBefore storage.StateMap, b *remoteBatch, index int) error {
+	src := b.src
+	// The event may be needed by state resolution, the next events'
+	// checks and the membership updates before it is stored.
+	src.cache[ev.EventID()] = ev
+	after := stateBefore
 	if sk := ev.StateKey(); sk != nil {
+		after = copyMap(stateBefore)
 		after[storage.StateKey{Type: ev.Type(), StateKey: *sk}] = ev.EventID()
 	}
 	prevs := map[string]bool{}
@@ -409,7 +558,7 @@ func (r *room) persistRemote(ctx context.Context, ev *event.Event, stateBefore s
 	}
 	var newExt []*event.Event
 	extendsHead := true
-	for _, x := range oldExt {
+	for _, x := range b.ext {
 		if prevs[x.EventID()] {
 			continue
 		}
@@ -419,78 +568,118 @@ func (r *room) persistRemote(ctx context.Context, ev *event.Event, stateBefore s
 	newExt = append(newExt, ev)
 	newState := after
 	if !extendsHead {
-		// State resolution may need the event itself, which is not stored yet.
-		src.cache[ev.EventID()] = ev
 		var err error
-		if newState, err = r.resolve([]storage.StateMap{current, after}, src); err != nil {
+		if newState, err = r.resolve([]storage.StateMap{b.ids, after}, src); err != nil {
 			return err
 		}
 	}
-	pos := e.cfg.Positions.Allocate(1)
-	defer e.cfg.Positions.Done(pos)
-	var headSnapshot int64
+	// Only what changed is loaded: most of the state is the head's.
+	loaded := b.state
+	if changed := stateChanges(b.ids, newState); len(changed) > 0 {
+		loaded = copyState(b.state)
+		for k, id := range changed {
+			if id == "" {
+				delete(loaded, k)
+			} else if e, err := src.Event(id); err == nil {
+				loaded[k] = e
+			} else {
+				return err
+			}
+		}
+	}
+	b.pending = append(b.pending, pendingRemote{ev: ev, before: stateBefore, state: newState, index: index})
+	b.after[ev.EventID()] = after
+	b.state, b.ids, b.ext = loaded, newState, newExt
+	b.depth = max(b.depth, ev.Depth())
+	b.src.head = loaded
+	return nil
+}
+
+// flushRemote writes b's pending events in one transaction (events, state
+// snapshots, memberships, redactions and the room's new head), makes b's
+// head the committed head and tells everyone. On failure nothing is
+// written and the committed head stays as it was.
+func (r *room) flushRemote(ctx context.Context, b *remoteBatch) error {
+	if len(b.pending) == 0 {
+		return nil
+	}
+	e := r.e
+	n := len(b.pending)
+	first := e.cfg.Positions.Allocate(n)
+	defer e.cfg.Positions.Done(first)
+	snap := r.snapshotNow()
 	err := e.db.WithTx(ctx, func(tx *storage.Tx) error {
-		beforeSnap, err := snapshotFor(ctx, e.db, tx, r.id, oldSnapshot, current, stateBefore)
-		if err != nil {
-			return err
-		}
-		row := &storage.EventRow{EventID: ev.EventID(), RoomID: r.id, Type: ev.Type(), StateKey: ev.StateKey(), Sender: ev.Sender(),
-			Depth: ev.Depth(), OriginServerTS: ev.OriginServerTS(), StreamPos: pos, StateBefore: beforeSnap, JSON: string(ev.JSON())}
-		if err := storage.InsertEvents(ctx, tx, []*storage.EventRow{row}); err != nil {
-			return err
-		}
-		if headSnapshot, err = snapshotFor(ctx, e.db, tx, r.id, oldSnapshot, current, newState); err != nil {
-			return err
-		}
-		// Memberships follow the current state.
-		for k, id := range newState {
-			if k.Type != "m.room.member" || current[k] == id {
-				continue
-			}
-			mev, err := src.Event(id)
-			if id == ev.EventID() {
-				mev, err = ev, nil
-			}
+		rows := make([]*storage.EventRow, 0, n)
+		cur := b.base
+		for i, p := range b.pending {
+			ev, pos := p.ev, first+int64(i)
+			// Consecutive events mostly share their state: a snapshot is
+			// written only where it changes, as a delta on the last one.
+			beforeSnap, err := snapshotFor(ctx, e.db, tx, r.id, snap, cur, p.before)
 			if err != nil {
 				return err
 			}
-			m, _ := mev.Membership()
-			if err := storage.SetMembership(ctx, tx, storage.Membership{RoomID: r.id, UserID: k.StateKey, Membership: m, EventID: id, StreamPos: pos}); err != nil {
+			rows = append(rows, &storage.EventRow{EventID: ev.EventID(), RoomID: r.id, Type: ev.Type(), StateKey: ev.StateKey(),
+				Sender: ev.Sender(), Depth: ev.Depth(), OriginServerTS: ev.OriginServerTS(), StreamPos: pos,
+				StateBefore: beforeSnap, JSON: string(ev.JSON())})
+			headSnap, err := snapshotFor(ctx, e.db, tx, r.id, snap, cur, p.state)
+			if err != nil {
 				return err
 			}
+			// Memberships follow the current state.
+			for k, id := range stateChanges(cur, p.state) {
+				if k.Type != "m.room.member" || id == "" {
+					continue
+				}
+				mev, err := b.src.Event(id)
+				if err != nil {
+					return err
+				}
+				m, _ := mev.Membership()
+				if err := storage.SetMembership(ctx, tx, storage.Membership{RoomID: r.id, UserID: k.StateKey, Membership: m, EventID: id, StreamPos: pos}); err != nil {
+					return err
+				}
+			}
+			snap, cur = headSnap, p.state
 		}
-		if target := ev.Redacts(); target != "" {
-			if err := storage.MarkRedacted(ctx, tx, target, ev.EventID()); err != nil {
-				return err
+		if err := storage.InsertEvents(ctx, tx, rows); err != nil {
+			return err
+		}
+		// After the insert, so that a redaction of an event of the same
+		// batch finds its target.
+		for _, p := range b.pending {
+			if target := p.ev.Redacts(); target != "" {
+				if err := storage.MarkRedacted(ctx, tx, target, p.ev.EventID()); err != nil {
+					return err
+				}
 			}
 		}
-		ids := make([]string, len(newExt))
-		depth := int64(0)
-		for i, x := range newExt {
+		ids := make([]string, len(b.ext))
+		for i, x := range b.ext {
 			ids[i] = x.EventID()
-			depth = max(depth, x.Depth())
 		}
-		return storage.SetRoomHead(ctx, tx, r.id, headSnapshot, depth, ids)
+		return storage.SetRoomHead(ctx, tx, r.id, snap, b.depth, ids)
 	})
 	if err != nil {
 		return err
 	}
-	loaded := r.materialise(newState, src)
-	if sk := ev.StateKey(); sk != nil && newState[storage.StateKey{Type: ev.Type(), StateKey: *sk}] == ev.EventID() {
-		loaded[storage.StateKey{Type: ev.Type(), StateKey: *sk}] = ev
-	}
 	r.mu.Lock()
-	r.state, r.snapshot, r.extremities = loaded, headSnapshot, newExt
-	r.depth = max(r.depth, ev.Depth())
+	r.state, r.snapshot, r.extremities = b.state, snap, b.ext
+	r.depth = max(r.depth, b.depth)
 	r.mu.Unlock()
-	r.e.emit(ev, pos)
-	r.notify([]built{{ev: ev}}, pos)
+	all := make([]built, n)
+	for i, p := range b.pending {
+		r.e.emit(p.ev, first+int64(i))
+		all[i] = built{ev: p.ev}
+	}
+	r.notify(all, first+int64(n)-1)
+	b.base, b.pending, b.after = b.ids, nil, map[string]storage.StateMap{}
 	return nil
 }
 
-// snapshotFor returns a snapshot ID for state: base's ID when equal to the
-// base state, otherwise a new delta snapshot on top of base.
-func snapshotFor(ctx context.Context, db *storage.DB, tx *storage.Tx, roomID string, baseID int64, base, state storage.StateMap) (int64, error) {
+// stateChanges is what differs in state from base: changed and added
+// keys, and removed ones mapped to "".
+func stateChanges(base, state storage.StateMap) storage.StateMap {
 	changes := storage.StateMap{}
 	for k, v := range state {
 		if base[k] != v {
@@ -502,6 +691,13 @@ func snapshotFor(ctx context.Context, db *storage.DB, tx *storage.Tx, roomID str
 			changes[k] = "" // removed
 		}
 	}
+	return changes
+}
+
+// snapshotFor returns a snapshot ID for state: base's ID when equal to the
+// base state, otherwise a new delta snapshot on top of base.
+func snapshotFor(ctx context.Context, db *storage.DB, tx *storage.Tx, roomID string, baseID int64, base, state storage.StateMap) (int64, error) {
+	changes := stateChanges(base, state)
 	if len(changes) == 0 {
 		return baseID, nil
 	}

@@ -104,9 +104,9 @@ type Txn struct {
 type request struct {
 	ctx    context.Context
 	protos []Proto
-	// ingest, when set, is a remote event to check and persist instead of
-	// protos; origin is the server it came from.
-	ingest *event.Event
+	// ingest, when set, is remote events to check and persist instead of
+	// protos; origin is the server they came from.
+	ingest []*event.Event
 	origin string
 	// check runs in the sequencer against the state each event is built
 	// on, for rules beyond the auth rules (a client may only redact its
@@ -119,6 +119,7 @@ type result struct {
 	events []*event.Event
 	pos    int64
 	err    error
+	errs   []error // for ingest: one per event
 }
 
 // submit queues protos and waits for them to be persisted.
@@ -152,14 +153,14 @@ func (r *room) run() {
 			}
 		}
 		if first.ingest != nil {
-			// Remote events go one at a time, on the committed head:
-			// checking one may fetch others and resolve state, and the
-			// next must see the result.
+			// Remote events are checked on the committed head, not while
+			// local batches are in flight: checking one may fetch others
+			// and resolve state, and the next must see the result.
 			r.inflight.Wait()
-			err := r.ingest(first.ctx, first.origin, first.ingest)
+			errs := r.ingestBatch(first.ctx, first.origin, first.ingest)
 			r.failed.Store(false)
 			r.resync()
-			first.done <- result{err: err}
+			first.done <- result{errs: errs}
 			continue
 		}
 		if r.failed.Load() || r.stale.Load() {
