@@ -189,7 +189,7 @@ func (r *room) storeBackfill(ctx context.Context, server string, evs []*event.Ev
 			log.WithError(err).Info("no state for a backfilled event; leaving it out")
 			continue
 		}
-		if err := authrules.Allowed(ev, stateView{base: r.materialise(before, src)}); err != nil {
+		if err := authrules.Allowed(ev, stateIDs{r: r, ids: before, src: src}); err != nil {
 			log.WithError(r.reject(ctx, ev, err)).Info("backfilled event refused")
 			continue
 		}

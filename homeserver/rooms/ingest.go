@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 
 	"github.com/parley-chat/parley/matrix/authrules"
@@ -247,7 +248,7 @@ func (r *room) ingest(ctx context.Context, origin string, ev *event.Event, b *re
 	if err != nil {
 		return err
 	}
-	if err := authrules.Allowed(ev, stateView{base: r.materialise(stateBefore, src)}); err != nil {
+	if err := authrules.Allowed(ev, stateIDs{r: r, ids: stateBefore, src: src}); err != nil {
 		return r.reject(ctx, ev, err)
 	}
 	// Soft fail: allowed by history, but not by the room as it is now
@@ -487,28 +488,33 @@ func (r *room) resolve(sets []storage.StateMap, src *eventSource) (storage.State
 	return res, nil
 }
 
-// materialise loads the events of a state map. Most of a state map is
-// usually the room's current state, which is in memory: only the rest is
-// read from the database (one query per event otherwise, for every event
-// received).
-func (r *room) materialise(st storage.StateMap, src *eventSource) map[storage.StateKey]*event.Event {
-	out := make(map[storage.StateKey]*event.Event, len(st))
-	var rest []storage.StateKey
-	head, unlock := r.headFor(src)
-	for k, id := range st {
-		if ev := head[k]; ev != nil && ev.EventID() == id {
-			out[k] = ev
-		} else {
-			rest = append(rest, k)
-		}
+// stateIDs is a state map seen as the auth rules see state: each event is
+// loaded when the rules ask for it (a handful per event, whatever the size
+// of the room), from the head in memory when it is the same event, or else
+// from src. An event that cannot be loaded is taken as absent.
+type stateIDs struct {
+	r   *room
+	ids storage.StateMap
+	src *eventSource
+}
+
+// Get implements authrules.AuthEvents.
+func (s stateIDs) Get(eventType, stateKey string) *event.Event {
+	k := storage.StateKey{Type: eventType, StateKey: stateKey}
+	id, ok := s.ids[k]
+	if !ok {
+		return nil
 	}
+	head, unlock := s.r.headFor(s.src)
+	ev := head[k]
 	unlock()
-	for _, k := range rest {
-		if ev, err := src.Event(st[k]); err == nil {
-			out[k] = ev
-		}
+	if ev != nil && ev.EventID() == id {
+		return ev
 	}
-	return out
+	if ev, err := s.src.Event(id); err == nil {
+		return ev
+	}
+	return nil
 }
 
 // headFor is the room state src's checks see, and how to let go of it:
@@ -681,6 +687,11 @@ func (r *room) flushRemote(ctx context.Context, b *remoteBatch) error {
 // keys, and removed ones mapped to "".
 func stateChanges(base, state storage.StateMap) storage.StateMap {
 	changes := storage.StateMap{}
+	if sameMap(base, state) {
+		// Consecutive events mostly share one state map: comparing it
+		// with itself would cost the size of the room's state per event.
+		return changes
+	}
 	for k, v := range state {
 		if base[k] != v {
 			changes[k] = v
@@ -702,6 +713,11 @@ func snapshotFor(ctx context.Context, db *storage.DB, tx *storage.Tx, roomID str
 		return baseID, nil
 	}
 	return db.InsertSnapshot(ctx, tx, roomID, baseID, changes)
+}
+
+// sameMap reports whether a and b are the same map (not merely equal).
+func sameMap(a, b storage.StateMap) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 func copyMap(m storage.StateMap) storage.StateMap {
