@@ -50,6 +50,9 @@ type Config struct {
 	// XForwardedFor takes client addresses from X-Forwarded-For (behind a
 	// reverse proxy).
 	XForwardedFor bool
+	// DefaultRoomVersion is the version of rooms created without one, as
+	// /capabilities tells clients ("" means the spec's recommendation).
+	DefaultRoomVersion string
 
 	Users      *users.Service
 	RateLimits RateLimits

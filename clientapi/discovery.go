@@ -23,9 +23,13 @@ func (a *API) capabilities(w http.ResponseWriter, _ *http.Request, _ *users.Devi
 	for _, v := range event.KnownRoomVersions() {
 		available[string(v)] = "stable"
 	}
+	defaultVersion := a.cfg.DefaultRoomVersion
+	if defaultVersion == "" {
+		defaultVersion = string(event.DefaultRoomVersion)
+	}
 	enabled := func(b bool) map[string]bool { return map[string]bool{"enabled": b} }
 	httputil.WriteJSON(w, http.StatusOK, map[string]any{"capabilities": map[string]any{
-		"m.room_versions":   map[string]any{"default": string(event.DefaultRoomVersion), "available": available},
+		"m.room_versions":   map[string]any{"default": defaultVersion, "available": available},
 		"m.change_password": enabled(true),
 		// Display name and avatar are the profile fields users can set;
 		// the deprecated per-field capabilities must agree.

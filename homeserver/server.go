@@ -113,6 +113,7 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 		RegistrationEnabled:      cfg.Registration.Enabled,
 		RegistrationSharedSecret: cfg.Registration.SharedSecret,
 		XForwardedFor:            cfg.XForwardedFor,
+		DefaultRoomVersion:       cfg.DefaultRoomVersion,
 		Users:                    s.Users,
 		Rooms:                    roomServices,
 		E2EE:                     s.E2EE,
