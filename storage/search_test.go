@@ -4,8 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-
-	"github.com/parley-chat/parley/storage/storagetest"
 )
 
 func TestEngineBlocks(t *testing.T) {
@@ -27,68 +25,61 @@ func TestEngineBlocks(t *testing.T) {
 // bounded by a leave, keys, ranking, recency paging and deletion.
 func TestFullTextSearch(t *testing.T) {
 	ctx := context.Background()
-	for _, e := range storagetest.Engines(t) {
-		t.Run(e.Name, func(t *testing.T) {
-			db, err := Open(ctx, e.DSN, Pool{MaxOpenConns: 4})
+	eachEngine(t, func(t *testing.T, db *DB) {
+		docs := []SearchDoc{
+			{EventID: "$1", RoomID: "!a", Key: "content.body", StreamPos: 1, Text: "The Martians have landed"},
+			{EventID: "$2", RoomID: "!a", Key: "content.body", StreamPos: 2, Text: "martians martians everywhere, martians"},
+			{EventID: "$3", RoomID: "!b", Key: "content.body", StreamPos: 3, Text: "running dogs and a martian"},
+			{EventID: "$4", RoomID: "!a", Key: "content.name", StreamPos: 4, Text: "Mars base"},
+			{EventID: "$5", RoomID: "!a", Key: "content.body", StreamPos: 5, Text: "nothing to see"},
+		}
+		rows := make([]*EventRow, len(docs))
+		for i, d := range docs {
+			rows[i] = &EventRow{EventID: d.EventID, RoomID: d.RoomID, Type: "m.room.message", Sender: "@a:x", StreamPos: d.StreamPos, JSON: "{}"}
+		}
+		if err := InsertEvents(ctx, db, rows); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.IndexSearchDocs(ctx, docs); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.IndexSearchDocs(ctx, docs[:1]); err != nil {
+			t.Fatalf("indexing twice: %v", err)
+		}
+		both := []SearchRoom{{RoomID: "!a"}, {RoomID: "!b"}}
+		ids := func(q SearchQuery) []string {
+			t.Helper()
+			hits, err := db.SearchEvents(ctx, q)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer db.Close()
-			docs := []SearchDoc{
-				{EventID: "$1", RoomID: "!a", Key: "content.body", StreamPos: 1, Text: "The Martians have landed"},
-				{EventID: "$2", RoomID: "!a", Key: "content.body", StreamPos: 2, Text: "martians martians everywhere, martians"},
-				{EventID: "$3", RoomID: "!b", Key: "content.body", StreamPos: 3, Text: "running dogs and a martian"},
-				{EventID: "$4", RoomID: "!a", Key: "content.name", StreamPos: 4, Text: "Mars base"},
-				{EventID: "$5", RoomID: "!a", Key: "content.body", StreamPos: 5, Text: "nothing to see"},
+			var out []string
+			for _, h := range hits {
+				out = append(out, h.Event.EventID)
 			}
-			rows := make([]*EventRow, len(docs))
-			for i, d := range docs {
-				rows[i] = &EventRow{EventID: d.EventID, RoomID: d.RoomID, Type: "m.room.message", Sender: "@a:x", StreamPos: d.StreamPos, JSON: "{}"}
+			return out
+		}
+		check := func(what string, got []string, want ...string) {
+			t.Helper()
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Errorf("%s: %v, want %v", what, got, want)
 			}
-			if err := InsertEvents(ctx, db, rows); err != nil {
-				t.Fatal(err)
-			}
-			if err := db.IndexSearchDocs(ctx, docs); err != nil {
-				t.Fatal(err)
-			}
-			if err := db.IndexSearchDocs(ctx, docs[:1]); err != nil {
-				t.Fatalf("indexing twice: %v", err)
-			}
-			both := []SearchRoom{{RoomID: "!a"}, {RoomID: "!b"}}
-			ids := func(q SearchQuery) []string {
-				t.Helper()
-				hits, err := db.SearchEvents(ctx, q)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var out []string
-				for _, h := range hits {
-					out = append(out, h.Event.EventID)
-				}
-				return out
-			}
-			check := func(what string, got []string, want ...string) {
-				t.Helper()
-				if strings.Join(got, ",") != strings.Join(want, ",") {
-					t.Errorf("%s: %v, want %v", what, got, want)
-				}
-			}
-			check("recent", ids(SearchQuery{Words: []string{"martians"}, Rooms: both, Recent: true, Limit: 10}), "$3", "$2", "$1")
-			check("ranked", ids(SearchQuery{Words: []string{"martians"}, Rooms: both, Limit: 10})[:1], "$2")
-			check("prefix", ids(SearchQuery{Words: []string{"mart"}, Rooms: both, Recent: true, Limit: 10}), "$3", "$2", "$1")
-			check("stemming", ids(SearchQuery{Words: []string{"runs"}, Rooms: both, Limit: 10}), "$3")
-			check("all words", ids(SearchQuery{Words: []string{"martians", "landed"}, Rooms: both, Limit: 10}), "$1")
-			check("a left room", ids(SearchQuery{Words: []string{"martians"}, Rooms: []SearchRoom{{RoomID: "!a", MaxPos: 1}, {RoomID: "!b"}}, Recent: true, Limit: 10}), "$3", "$1")
-			check("other keys", ids(SearchQuery{Words: []string{"base"}, Rooms: both, Keys: []string{"content.body"}, Limit: 10}))
-			check("keys", ids(SearchQuery{Words: []string{"base"}, Rooms: both, Keys: []string{"content.name"}, Limit: 10}), "$4")
-			check("page", ids(SearchQuery{Words: []string{"martians"}, Rooms: both, Recent: true, Before: 3, Limit: 1}), "$2")
-			if n, err := db.CountSearch(ctx, SearchQuery{Words: []string{"martians"}, Rooms: both, Before: 3}); err != nil || n != 3 {
-				t.Errorf("count %d %v", n, err)
-			}
-			if err := db.DeleteSearchDocs(ctx, []string{"$2", "$nope"}); err != nil {
-				t.Fatal(err)
-			}
-			check("after a deletion", ids(SearchQuery{Words: []string{"martians"}, Rooms: both, Recent: true, Limit: 10}), "$3", "$1")
-		})
-	}
+		}
+		check("recent", ids(SearchQuery{Words: []string{"martians"}, Rooms: both, Recent: true, Limit: 10}), "$3", "$2", "$1")
+		check("ranked", ids(SearchQuery{Words: []string{"martians"}, Rooms: both, Limit: 10})[:1], "$2")
+		check("prefix", ids(SearchQuery{Words: []string{"mart"}, Rooms: both, Recent: true, Limit: 10}), "$3", "$2", "$1")
+		check("stemming", ids(SearchQuery{Words: []string{"runs"}, Rooms: both, Limit: 10}), "$3")
+		check("all words", ids(SearchQuery{Words: []string{"martians", "landed"}, Rooms: both, Limit: 10}), "$1")
+		check("a left room", ids(SearchQuery{Words: []string{"martians"}, Rooms: []SearchRoom{{RoomID: "!a", MaxPos: 1}, {RoomID: "!b"}}, Recent: true, Limit: 10}), "$3", "$1")
+		check("other keys", ids(SearchQuery{Words: []string{"base"}, Rooms: both, Keys: []string{"content.body"}, Limit: 10}))
+		check("keys", ids(SearchQuery{Words: []string{"base"}, Rooms: both, Keys: []string{"content.name"}, Limit: 10}), "$4")
+		check("page", ids(SearchQuery{Words: []string{"martians"}, Rooms: both, Recent: true, Before: 3, Limit: 1}), "$2")
+		if n, err := db.CountSearch(ctx, SearchQuery{Words: []string{"martians"}, Rooms: both, Before: 3}); err != nil || n != 3 {
+			t.Errorf("count %d %v", n, err)
+		}
+		if err := db.DeleteSearchDocs(ctx, []string{"$2", "$nope"}); err != nil {
+			t.Fatal(err)
+		}
+		check("after a deletion", ids(SearchQuery{Words: []string{"martians"}, Rooms: both, Recent: true, Limit: 10}), "$3", "$1")
+	})
 }
