@@ -57,13 +57,7 @@ func (db *DB) InsertSnapshot(ctx context.Context, tx Execer, roomID string, pare
 				full[k] = v
 			}
 		}
-		for k, v := range changes {
-			if v == "" {
-				delete(full, k)
-			} else {
-				full[k] = v
-			}
-		}
+		applyDelta(full, changes)
 		entries, parentArg = full, nil
 		chainLen, chainRows, baseRows = 0, 0, int64(len(full))
 	}
@@ -73,6 +67,18 @@ func (db *DB) InsertSnapshot(ctx context.Context, tx Execer, roomID string, pare
 		return 0, fmt.Errorf("storage: insert snapshot: %w", err)
 	}
 	return nid, db.insertSnapshotEntries(ctx, tx, nid, entries)
+}
+
+// applyDelta applies a snapshot's entries to a state: an empty event ID
+// removes the key.
+func applyDelta(state, delta StateMap) {
+	for k, v := range delta {
+		if v == "" {
+			delete(state, k)
+		} else {
+			state[k] = v
+		}
+	}
 }
 
 // insertSnapshotEntries writes a snapshot's entries, many per statement.
@@ -174,13 +180,7 @@ func (db *DB) loadSnapshot(ctx context.Context, q Execer, nid int64) (StateMap, 
 		full[k] = v
 	}
 	for i := len(chain) - 1; i >= 0; i-- { // from the top down
-		for k, v := range deltas[chain[i]] {
-			if v == "" {
-				delete(full, k)
-			} else {
-				full[k] = v
-			}
-		}
+		applyDelta(full, deltas[chain[i]])
 	}
 	// Only cache what was read outside a transaction that may still roll back.
 	if q == Execer(db) {
