@@ -153,6 +153,7 @@ func New(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) (*Serv
 	s.Federation.UseRoomACL(s.Rooms)
 	s.Users.SetRemoteProfiles(s.Federation.QueryProfile)
 	s.chat.api.Directory.SetRemote(s.Federation.Directory(s.chat.api.Directory))
+	s.chat.api.Directory.SetRemoteHierarchy(s.Federation.Hierarchy(s.chat.api.Directory))
 	s.Rooms.SetFederation(roomFed)
 	s.federateEphemeral()
 	s.federateE2EE()

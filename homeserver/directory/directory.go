@@ -57,6 +57,8 @@ type Service struct {
 	catchUp func(ctx context.Context) error
 	// remote fetches other servers' directories (SetRemote).
 	remote atomic.Pointer[RemoteDirectory]
+	// remoteHierarchy asks other servers about spaces (SetRemoteHierarchy).
+	remoteHierarchy atomic.Pointer[RemoteHierarchy]
 }
 
 // New returns the directory service.

@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/parley-chat/parley/homeserver/rooms"
+	"github.com/parley-chat/parley/matrix/event"
+	"github.com/parley-chat/parley/matrix/id"
 	"github.com/parley-chat/parley/storage"
 )
 
@@ -34,7 +37,11 @@ var ErrHierarchyToken = errors.New("invalid hierarchy pagination token")
 // m.space.child events naming its children.
 type HierarchyRoom struct {
 	PublicRoom
-	ChildrenState []ChildState `json:"children_state"`
+	// AllowedRoomIDs are the rooms whose members may join a restricted room.
+	AllowedRoomIDs []string     `json:"allowed_room_ids,omitempty"`
+	Encryption     string       `json:"encryption,omitempty"`
+	RoomVersion    string       `json:"room_version,omitempty"`
+	ChildrenState  []ChildState `json:"children_state"`
 }
 
 // ChildState is an m.space.child event in stripped form, with its timestamp.
@@ -44,6 +51,15 @@ type ChildState struct {
 	Content        json.RawMessage `json:"content"`
 	Sender         string          `json:"sender"`
 	OriginServerTS int64           `json:"origin_server_ts"`
+}
+
+// via lists the servers an m.space.child event names.
+func (c ChildState) via() []string {
+	var v struct {
+		Via []string `json:"via"`
+	}
+	_ = json.Unmarshal(c.Content, &v)
+	return v.Via
 }
 
 // HierarchyRequest is a /hierarchy request.
@@ -63,9 +79,10 @@ type HierarchyPage struct {
 
 // Hierarchy walks a space breadth first from RoomID through its
 // m.space.child events, listing the rooms the user is in, may join
-// (invited, public, knockable) or may read (world readable), as the spec
-// describes. Rooms this server is not in are left out: they would have
-// to be asked of other servers over federation, which is not done yet.
+// (invited, public, restricted to rooms the user is in, knockable) or may
+// read (world readable), as the spec describes. Rooms this server is not
+// in are asked of the servers their m.space.child events name
+// (SetRemoteHierarchy).
 func (s *Service) Hierarchy(ctx context.Context, req HierarchyRequest) (*HierarchyPage, error) {
 	limit := req.Limit
 	if limit <= 0 {
@@ -84,7 +101,9 @@ func (s *Service) Hierarchy(ctx context.Context, req HierarchyRequest) (*Hierarc
 			return nil, err
 		}
 	}
-	root, ok, err := s.hierarchyRoom(ctx, req.UserID, req.RoomID, req.SuggestedOnly)
+	w := &walk{s: s, userID: req.UserID, suggestedOnly: req.SuggestedOnly,
+		learnt: map[string]HierarchyRoom{}, inaccessible: map[string]bool{}}
+	root, ok, err := w.room(ctx, req.RoomID, rootVia(req.RoomID))
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +128,7 @@ func (s *Service) Hierarchy(ctx context.Context, req HierarchyRequest) (*Hierarc
 				continue
 			}
 			seen[child.StateKey] = true
-			hr, ok, err := s.hierarchyRoom(ctx, req.UserID, child.StateKey, req.SuggestedOnly)
+			hr, ok, err := w.room(ctx, child.StateKey, child.via())
 			if err != nil {
 				return nil, err
 			}
@@ -131,35 +150,217 @@ func (s *Service) Hierarchy(ctx context.Context, req HierarchyRequest) (*Hierarc
 	return page, nil
 }
 
-// hierarchyRoom describes a room if the user may see it in a hierarchy.
-func (s *Service) hierarchyRoom(ctx context.Context, userID, roomID string, suggestedOnly bool) (HierarchyRoom, bool, error) {
-	st, err := s.rooms.CurrentState(ctx, roomID)
-	if errors.Is(err, rooms.ErrNotFound) {
+// rootVia is where to ask for a space the server is not in: the server
+// of its room ID, when the ID names one (room version 12 IDs do not).
+func rootVia(roomID string) []string {
+	if _, server, ok := strings.Cut(roomID, ":"); ok {
+		return []string{server}
+	}
+	return nil
+}
+
+// walk is one /hierarchy walk: what it learnt from other servers is kept
+// for the rest of it.
+type walk struct {
+	s             *Service
+	userID        string
+	suggestedOnly bool
+	// learnt are summaries of rooms we are not in, from other servers'
+	// answers (a space's answer also describes its children).
+	learnt map[string]HierarchyRoom
+	// inaccessible are rooms another server said no server can reach.
+	inaccessible map[string]bool
+	asked        int
+}
+
+// room describes a room of the walk and says whether the user may see it:
+// from the room's state when this server is in it, otherwise from what
+// the servers in via say.
+func (w *walk) room(ctx context.Context, roomID string, via []string) (HierarchyRoom, bool, error) {
+	s := w.s
+	hr, st, err := s.localRoom(ctx, roomID, w.suggestedOnly)
+	if err == nil {
+		membership := ""
+		if ev := st[storage.StateKey{Type: "m.room.member", StateKey: w.userID}]; ev != nil {
+			membership, _ = ev.Membership()
+		}
+		ok, err := s.userMaySee(ctx, w.userID, membership, hr)
+		return hr, ok, err
+	}
+	if !errors.Is(err, errNotHere) {
+		return HierarchyRoom{}, false, err
+	}
+	hr, ok := w.remote(ctx, roomID, via)
+	if !ok {
 		return HierarchyRoom{}, false, nil
-	}
-	if err != nil {
-		return HierarchyRoom{}, false, err
-	}
-	summary, err := s.publicRoom(ctx, roomID)
-	if err != nil {
-		return HierarchyRoom{}, false, err
 	}
 	membership := ""
-	if ev := st[storage.StateKey{Type: "m.room.member", StateKey: userID}]; ev != nil {
-		membership, _ = ev.Membership()
+	if m, err := s.db.GetMembership(ctx, roomID, w.userID); err == nil {
+		membership = m.Membership // an invite to a room of another server
 	}
-	joinRule := summary.JoinRule
-	visible := membership == "join" || membership == "invite" || summary.WorldReadable ||
-		(membership != "ban" && (joinRule == "public" || joinRule == "knock" || joinRule == "knock_restricted"))
-	if !visible {
-		return HierarchyRoom{}, false, nil
+	ok, err = s.userMaySee(ctx, w.userID, membership, hr)
+	return hr, ok, err
+}
+
+// Bounds on asking other servers during one walk.
+const (
+	maxViaPerRoom     = 3
+	maxRemoteRequests = 20
+)
+
+// remote describes a room this server is not in, from another server.
+func (w *walk) remote(ctx context.Context, roomID string, via []string) (HierarchyRoom, bool) {
+	if w.inaccessible[roomID] {
+		return HierarchyRoom{}, false
+	}
+	learnt, known := w.learnt[roomID]
+	if known && learnt.ChildrenState != nil {
+		return learnt, true
+	}
+	if f := w.s.remoteHierarchy.Load(); f != nil {
+		tried := 0
+		for _, server := range via {
+			if server == w.s.cfg.ServerName || tried >= maxViaPerRoom || w.asked >= maxRemoteRequests {
+				continue
+			}
+			tried++
+			w.asked++
+			resp, err := (*f)(ctx, server, roomID, w.suggestedOnly)
+			if err != nil || resp.Room.RoomID != roomID {
+				continue
+			}
+			for _, c := range resp.Children {
+				if _, ok := w.learnt[c.RoomID]; !ok && c.RoomID != "" && len(w.learnt) < maxHierarchyRooms {
+					w.learnt[c.RoomID] = c
+				}
+			}
+			for _, id := range resp.InaccessibleChildren {
+				w.inaccessible[id] = true
+			}
+			room := resp.Room
+			room.ChildrenState = validChildren(room.ChildrenState, w.suggestedOnly)
+			w.learnt[roomID] = room
+			return room, true
+		}
+	}
+	if known {
+		// Described by its parent's server, but nobody told us its
+		// children: listed without them.
+		learnt.ChildrenState = []ChildState{}
+		return learnt, true
+	}
+	return HierarchyRoom{}, false
+}
+
+// validChildren keeps the m.space.child events of another server's answer
+// that name a room and servers (and are suggested, when asked), in order.
+func validChildren(cs []ChildState, suggestedOnly bool) []ChildState {
+	out := []ChildState{}
+	for _, c := range cs {
+		var v struct {
+			Via       []string `json:"via"`
+			Suggested bool     `json:"suggested"`
+		}
+		if c.Type != "m.space.child" || !strings.HasPrefix(c.StateKey, "!") || json.Unmarshal(c.Content, &v) != nil ||
+			len(v.Via) == 0 || (suggestedOnly && !v.Suggested) {
+			continue
+		}
+		out = append(out, c)
+	}
+	sortChildren(out)
+	return out
+}
+
+// userMaySee says whether a user may see a room in a hierarchy: a member,
+// invited, or the room is public, knockable, world readable, or
+// restricted to a room the user is in.
+func (s *Service) userMaySee(ctx context.Context, userID, membership string, hr HierarchyRoom) (bool, error) {
+	switch {
+	case membership == "join" || membership == "invite" || hr.WorldReadable:
+		return true, nil
+	case membership == "ban":
+		return false, nil
+	}
+	switch hr.JoinRule {
+	case "public", "knock", "knock_restricted":
+		return true, nil
+	case "restricted":
+		for _, allowed := range hr.AllowedRoomIDs {
+			m, err := s.db.GetMembership(ctx, allowed, userID)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return false, err
+			}
+			if m.Membership == "join" {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// errNotHere: this server is not in the room (or no longer).
+var errNotHere = errors.New("this server is not in the room")
+
+// localRoom describes a room this server is in from its current state.
+func (s *Service) localRoom(ctx context.Context, roomID string, suggestedOnly bool) (HierarchyRoom, map[storage.StateKey]*event.Event, error) {
+	st, err := s.rooms.CurrentState(ctx, roomID)
+	if errors.Is(err, rooms.ErrNotFound) {
+		return HierarchyRoom{}, nil, errNotHere
+	}
+	if err != nil {
+		return HierarchyRoom{}, nil, err
 	}
 	members, err := s.db.RoomMembers(ctx, roomID, "join")
 	if err != nil {
-		return HierarchyRoom{}, false, err
+		return HierarchyRoom{}, nil, err
+	}
+	here := false
+	for _, m := range members {
+		here = here || id.ServerOf(m.UserID) == s.cfg.ServerName
+	}
+	if !here {
+		// What we hold of a room we left is out of date: ask its servers.
+		return HierarchyRoom{}, nil, errNotHere
+	}
+	summary, err := s.publicRoom(ctx, roomID)
+	if err != nil {
+		return HierarchyRoom{}, nil, err
 	}
 	summary.NumJoinedMembers = len(members)
 	hr := HierarchyRoom{PublicRoom: summary, ChildrenState: []ChildState{}}
+	content := func(t string) []byte {
+		if ev := st[storage.StateKey{Type: t}]; ev != nil {
+			return ev.Content()
+		}
+		return nil
+	}
+	var create struct {
+		RoomVersion string `json:"room_version"`
+	}
+	_ = json.Unmarshal(content("m.room.create"), &create)
+	hr.RoomVersion = cmp.Or(create.RoomVersion, "1")
+	var enc struct {
+		Algorithm string `json:"algorithm"`
+	}
+	_ = json.Unmarshal(content("m.room.encryption"), &enc)
+	hr.Encryption = enc.Algorithm
+	if hr.JoinRule == "restricted" || hr.JoinRule == "knock_restricted" {
+		var jr struct {
+			Allow []struct {
+				Type   string `json:"type"`
+				RoomID string `json:"room_id"`
+			} `json:"allow"`
+		}
+		_ = json.Unmarshal(content("m.room.join_rules"), &jr)
+		for _, a := range jr.Allow {
+			if a.Type == "m.room_membership" && a.RoomID != "" {
+				hr.AllowedRoomIDs = append(hr.AllowedRoomIDs, a.RoomID)
+			}
+		}
+	}
 	for k, ev := range st {
 		if k.Type != "m.space.child" {
 			continue
@@ -176,7 +377,7 @@ func (s *Service) hierarchyRoom(ctx context.Context, userID, roomID string, sugg
 			Sender: ev.Sender(), OriginServerTS: ev.OriginServerTS()})
 	}
 	sortChildren(hr.ChildrenState)
-	return hr, true, nil
+	return hr, st, nil
 }
 
 // sortChildren orders a space's children as the spec asks: by their
