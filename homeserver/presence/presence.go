@@ -425,17 +425,8 @@ func (s *Service) Get(ctx context.Context, viewer, userID string) (*Status, erro
 // current is the user's presence with an up-to-date last active time.
 func (s *Service) current(ctx context.Context, userID string) (storage.Presence, error) {
 	if s.isLocal(userID) {
-		s.mu.Lock()
-		u := s.local[userID]
-		s.mu.Unlock()
-		if u != nil {
-			u.mu.Lock()
-			defer u.mu.Unlock()
-			if u.loaded {
-				p := u.state
-				p.LastActiveTS = u.lastActive
-				return p, nil
-			}
+		if p, ok := s.tracked(userID); ok {
+			return p, nil
 		}
 	}
 	p, err := s.cfg.DB.GetPresence(ctx, userID)
@@ -446,6 +437,25 @@ func (s *Service) current(ctx context.Context, userID string) (storage.Presence,
 		return storage.Presence{}, err
 	}
 	return s.withLastActive(*p), nil
+}
+
+// tracked is the presence of a local user tracked in memory, with an
+// up-to-date last active time; false when the user is not tracked.
+func (s *Service) tracked(userID string) (storage.Presence, bool) {
+	s.mu.Lock()
+	u := s.local[userID]
+	s.mu.Unlock()
+	if u == nil {
+		return storage.Presence{}, false
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.loaded {
+		return storage.Presence{}, false
+	}
+	p := u.state
+	p.LastActiveTS = u.lastActive
+	return p, true
 }
 
 // withLastActive brings a stored local presence's last active time up to
@@ -576,26 +586,25 @@ func (s *Service) MemberJoined(ctx context.Context, roomID, userID string) {
 	if !s.cfg.Enabled || s.fed.Load() == nil {
 		return
 	}
+	if s.isLocal(userID) {
+		s.localJoined(ctx, roomID, userID)
+	} else {
+		s.remoteJoined(ctx, roomID, userID)
+	}
+}
+
+// localJoined sends a local joiner's presence to the room's other servers.
+// The joiner's presence comes first: an offline joiner (a bridged user who
+// never syncs, say) has nothing to send, and the room's members, thousands
+// in a large room, are listed only when there is something to send.
+func (s *Service) localJoined(ctx context.Context, roomID, userID string) {
+	p, err := s.current(ctx, userID)
+	if err != nil || p.Presence == Offline {
+		return
+	}
 	members, err := s.cfg.DB.RoomMembers(ctx, roomID, "join")
 	if err != nil {
 		s.cfg.Log.WithError(err).WithField("room_id", roomID).Warn("presence: listing members")
-		return
-	}
-	if !s.isLocal(userID) {
-		var ps []storage.Presence
-		for _, m := range members {
-			if !s.isLocal(m.UserID) {
-				continue
-			}
-			if p, err := s.current(ctx, m.UserID); err == nil && p.Presence != Offline {
-				ps = append(ps, p)
-			}
-		}
-		s.federate([]string{id.ServerOf(userID)}, ps)
-		return
-	}
-	p, err := s.current(ctx, userID)
-	if err != nil || p.Presence == Offline {
 		return
 	}
 	ids := make([]string, 0, len(members))
@@ -603,4 +612,34 @@ func (s *Service) MemberJoined(ctx context.Context, roomID, userID string) {
 		ids = append(ids, m.UserID)
 	}
 	s.federate(id.ServersOf(ids, s.cfg.ServerName), []storage.Presence{p})
+}
+
+// remoteJoined sends the remote joiner's server the presence of the
+// room's local members who are not offline. Those are all tracked in
+// memory (see Service.local; Run loads the ones a restart left online):
+// with no one tracked there is nothing to send and the members are not
+// listed, and the members' presence is read from memory, not with a query
+// each.
+func (s *Service) remoteJoined(ctx context.Context, roomID, userID string) {
+	s.mu.Lock()
+	none := len(s.local) == 0
+	s.mu.Unlock()
+	if none {
+		return
+	}
+	members, err := s.cfg.DB.RoomMembers(ctx, roomID, "join")
+	if err != nil {
+		s.cfg.Log.WithError(err).WithField("room_id", roomID).Warn("presence: listing members")
+		return
+	}
+	var ps []storage.Presence
+	for _, m := range members {
+		if !s.isLocal(m.UserID) {
+			continue
+		}
+		if p, ok := s.tracked(m.UserID); ok && p.Presence != Offline {
+			ps = append(ps, p)
+		}
+	}
+	s.federate([]string{id.ServerOf(userID)}, ps)
 }

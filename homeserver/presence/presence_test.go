@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	gosync "sync"
 	"testing"
 	"time"
@@ -238,6 +239,77 @@ func TestTimeouts(t *testing.T) {
 					t.Fatalf("still %s after the restart", stored().Presence)
 				}
 				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// TestMemberJoinedWithNothingToSend runs joins that have nothing to send
+// without a database: listing the room's members would panic.
+func TestMemberJoinedWithNothingToSend(t *testing.T) {
+	ctx := context.Background()
+	s := New(Config{Enabled: true, ServerName: "hs"})
+	fed := &fakeFederation{}
+	s.SetFederation(fed)
+	// No local user is tracked: none is online.
+	s.MemberJoined(ctx, "!r:hs", "@b:other")
+	// The local joiner is offline.
+	s.local["@a:hs"] = &localUser{loaded: true, state: storage.Presence{UserID: "@a:hs", Presence: Offline}}
+	s.MemberJoined(ctx, "!r:hs", "@a:hs")
+	if len(fed.sent) != 0 {
+		t.Fatalf("EDUs: %+v", fed.sent)
+	}
+}
+
+func TestMemberJoined(t *testing.T) {
+	for _, e := range storagetest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			ctx := context.Background()
+			db, err := storage.Open(ctx, e.DSN, storage.Pool{MaxOpenConns: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			for i, u := range []string{"@a:hs", "@b:other", "@c:hs", "@d:hs", "@e:third", "@f:new"} {
+				m := storage.Membership{RoomID: "!r:hs", UserID: u, Membership: "join", EventID: "$j" + u, StreamPos: int64(i + 1)}
+				if err := storage.SetMembership(ctx, db, m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fed := &fakeFederation{}
+			s := New(Config{Enabled: true, ServerName: "hs", DB: db, Notifier: &wakes{}})
+			s.SetFederation(fed)
+			// @a is online with a status, @d tracked but offline, @c
+			// never seen.
+			if err := s.Set(ctx, "@a:hs", Online, "lunch"); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Set(ctx, "@d:hs", Offline, ""); err != nil {
+				t.Fatal(err)
+			}
+			fed.sent = nil
+
+			// A remote join brings the joiner's server the presence of the
+			// local members who are not offline.
+			s.MemberJoined(ctx, "!r:hs", "@f:new")
+			if len(fed.sent) != 1 || !slices.Equal(fed.sent[0].dests, []string{"new"}) || len(fed.sent[0].content.Push) != 1 ||
+				fed.sent[0].content.Push[0].UserID != "@a:hs" || *fed.sent[0].content.Push[0].StatusMsg != "lunch" {
+				t.Fatalf("remote join: %+v", fed.sent)
+			}
+			fed.sent = nil
+
+			// A local join brings the room's other servers the joiner's
+			// presence, unless they are offline.
+			s.MemberJoined(ctx, "!r:hs", "@a:hs")
+			if len(fed.sent) != 1 || !slices.Equal(fed.sent[0].dests, []string{"new", "other", "third"}) ||
+				len(fed.sent[0].content.Push) != 1 || fed.sent[0].content.Push[0].UserID != "@a:hs" {
+				t.Fatalf("local join: %+v", fed.sent)
+			}
+			fed.sent = nil
+			s.MemberJoined(ctx, "!r:hs", "@c:hs")
+			s.MemberJoined(ctx, "!r:hs", "@d:hs")
+			if len(fed.sent) != 0 {
+				t.Fatalf("offline joiners: %+v", fed.sent)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package push
 import (
 	"context"
 	"fmt"
+	"maps"
 	"testing"
 
 	"github.com/parley-chat/parley/homeserver/rooms"
@@ -17,6 +18,10 @@ type fakeRooms struct {
 
 func (f fakeRooms) CurrentState(context.Context, string) (map[storage.StateKey]*event.Event, error) {
 	return f.state, nil
+}
+
+func (f fakeRooms) CurrentStateEvent(_ context.Context, _, eventType, stateKey string) (*event.Event, error) {
+	return f.state[storage.StateKey{Type: eventType, StateKey: stateKey}], nil
 }
 
 func (f fakeRooms) RoomVersion(context.Context, string) (event.RoomVersion, error) { return "11", nil }
@@ -85,4 +90,65 @@ func BenchmarkEvaluate500Members(b *testing.B) {
 			}
 		})
 	}
+}
+
+// liveRooms is a room engine whose current state the test changes as the
+// engine does: before it hands the event over. Like the engine's,
+// CurrentState returns a copy.
+type liveRooms struct {
+	fakeRooms
+}
+
+func (f liveRooms) CurrentState(context.Context, string) (map[storage.StateKey]*event.Event, error) {
+	return maps.Clone(f.state), nil
+}
+
+// BenchmarkRoomJoins builds a room of n members by n joins, each evaluated
+// by a shard as it is added to the room: what creating a large room costs
+// push. One op is the whole room; ns/join is the cost of one join. With
+// local joiners every join is also evaluated for every local member
+// (their rules); with remote joiners only the room's context is at stake.
+//
+//	go test ./homeserver/push -run '^$' -bench RoomJoins -benchtime 1x
+func BenchmarkRoomJoins(b *testing.B) {
+	for _, server := range []string{"remote.example", "example.org"} {
+		for _, n := range []int{1000, 2500, 5000} {
+			b.Run(fmt.Sprintf("%s/members=%d", server, n), func(b *testing.B) {
+				benchmarkRoomJoins(b, server, n)
+			})
+		}
+	}
+}
+
+func benchmarkRoomJoins(b *testing.B, server string, n int) {
+	creator := "@creator:example.org"
+	base := map[storage.StateKey]*event.Event{
+		{Type: "m.room.create"}: mkEvent(b, map[string]any{"type": "m.room.create", "state_key": "", "sender": creator,
+			"content": map[string]any{"room_version": "11"}}),
+		{Type: "m.room.power_levels"}: mkEvent(b, map[string]any{"type": "m.room.power_levels", "state_key": "", "sender": creator,
+			"content": map[string]any{"users": map[string]any{creator: 100}}}),
+		{Type: "m.room.member", StateKey: creator}: mkEvent(b, map[string]any{"type": "m.room.member", "state_key": creator,
+			"sender": creator, "content": map[string]any{"membership": "join"}}),
+	}
+	joins := make([]*event.Event, n)
+	for i := range joins {
+		u := fmt.Sprintf("@joiner%d:%s", i, server)
+		joins[i] = mkEvent(b, map[string]any{"type": "m.room.member", "state_key": u, "sender": u,
+			"content": map[string]any{"membership": "join", "displayname": fmt.Sprintf("Joiner %d", i)}})
+	}
+	rooms := &liveRooms{}
+	s := New(Config{ServerName: "example.org", Rooms: rooms, Rules: defaultRuleStore{}})
+	sh := s.shards[0]
+	ctx := context.Background()
+	for b.Loop() {
+		clear(sh.rooms)
+		rooms.state = maps.Clone(base)
+		for i, ev := range joins {
+			rooms.state[storage.StateKey{Type: "m.room.member", StateKey: *ev.StateKey()}] = ev
+			if _, err := sh.evaluate(ctx, job{ev: ev, pos: int64(i + 1)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/join")
 }

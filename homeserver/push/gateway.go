@@ -290,11 +290,7 @@ func buildDelivery(r result, n evaluated, p storage.Pusher, unread int64) (*deli
 		note.Type = ev.Type()
 		note.Sender = ev.Sender()
 		note.Content = ev.Content()
-		if r.room != nil {
-			note.SenderDisplayName = r.room.ctx.DisplayNames[ev.Sender()]
-			note.RoomName = r.room.name
-			note.RoomAlias = r.room.alias
-		}
+		note.SenderDisplayName, note.RoomName, note.RoomAlias = r.senderName, r.roomName, r.roomAlias
 		if ev.Type() == "m.room.member" && ev.StateKeyEquals(n.userID) {
 			note.UserIsTarget = true
 		}

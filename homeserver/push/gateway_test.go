@@ -137,7 +137,7 @@ func TestNotificationBody(t *testing.T) {
 	ev := mkEvent(t, map[string]any{"type": "m.room.member", "state_key": "@me:example.org", "sender": "@bob:example.org",
 		"content": map[string]any{"membership": "invite"}})
 	o := NewEvaluator().internOutcome(".m.rule.invite_for_me", []json.RawMessage{raw(`"notify"`), raw(`{"set_tweak":"sound","value":"default"}`)})
-	r := result{job: job{ev: ev, pos: 5}, room: &roomInfo{ctx: &RoomContext{DisplayNames: map[string]string{"@bob:example.org": "Bob"}}, name: "Room", alias: "#r:example.org"}}
+	r := result{job: job{ev: ev, pos: 5}, senderName: "Bob", roomName: "Room", roomAlias: "#r:example.org"}
 	p := storage.Pusher{UserID: "@me:example.org", AppID: "app", PushKey: "k", PushKeyTS: 99,
 		Data: `{"url":"https://gw/_matrix/push/v1/notify","extra":{"a":1}}`}
 	d, err := buildDelivery(r, evaluated{userID: "@me:example.org", outcome: o}, p, 3)

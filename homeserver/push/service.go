@@ -20,6 +20,8 @@ import (
 // Rooms is what the push service reads of rooms: the room engine.
 type Rooms interface {
 	CurrentState(ctx context.Context, roomID string) (map[storage.StateKey]*event.Event, error)
+	// CurrentStateEvent returns one event of the current state, or nil.
+	CurrentStateEvent(ctx context.Context, roomID, eventType, stateKey string) (*event.Event, error)
 	RoomVersion(ctx context.Context, roomID string) (event.RoomVersion, error)
 	FormatRows(ctx context.Context, rows []*storage.EventRow, viewer rooms.Viewer) ([]*rooms.ClientEvent, error)
 }

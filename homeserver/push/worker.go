@@ -121,13 +121,22 @@ func (sh *shard) run(stop <-chan struct{}) {
 	}
 }
 
-// roomInfo is what a shard knows of a room between state changes.
+// roomInfo is what a shard knows of a room between state changes. Only
+// the shard's worker goroutine uses it, and only while it evaluates one
+// event (a result keeps copies of the few fields the gateway needs), so a
+// membership change updates it in place: copying the maps of a room of
+// thousands of members for every join would cost what caching saves.
 type roomInfo struct {
 	ctx *RoomContext
+	// joined are the joined members: a membership change must know whether
+	// its target was counted, display name or not.
+	joined map[string]struct{}
 	// local are the joined members of this server.
 	local []string
 	name  string
 	alias string
+	// built is when it was read from the whole current state.
+	built time.Time
 }
 
 // stateTypesThatMatter are the state events that change a roomInfo.
@@ -136,21 +145,33 @@ var stateTypesThatMatter = map[string]bool{
 	"m.room.name": true, "m.room.canonical_alias": true,
 }
 
-// room returns the shard's context of a room, rebuilding it from the
-// current state when ev changed what it holds.
+// maxRoomInfoAge is how long a roomInfo is kept up to date one membership
+// at a time before it is read again from the whole current state. State
+// resolution (a remote fork merged) can change memberships without an
+// event for each of them; reading again now and then bounds how long the
+// shard misses such changes, at the cost of one full read per room and
+// period, however many members join.
+const maxRoomInfoAge = time.Minute
+
+// room returns the shard's context of a room, brought up to date with ev
+// when ev changed what it holds: a membership by itself, anything else by
+// reading the current state again.
 func (sh *shard) room(ctx context.Context, ev *event.Event) (*roomInfo, error) {
 	roomID := ev.RoomID()
-	if ev.StateKey() != nil && stateTypesThatMatter[ev.Type()] {
-		delete(sh.rooms, roomID)
+	ri, ok := sh.rooms[roomID]
+	if ok && ev.StateKey() != nil && stateTypesThatMatter[ev.Type()] && !sh.update(ctx, ri, ev) {
+		delete(sh.rooms, roomID) // not left stale if reading fails
+		ok = false
 	}
-	if ri, ok := sh.rooms[roomID]; ok {
+	if ok {
 		return ri, nil
 	}
 	st, err := sh.s.cfg.Rooms.CurrentState(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
-	ri := buildRoomInfo(st, sh.s.cfg.ServerName)
+	ri = buildRoomInfo(st, sh.s.cfg.ServerName)
+	ri.built = sh.s.cfg.Now()
 	if len(sh.rooms) >= maxRoomCache {
 		clear(sh.rooms)
 	}
@@ -158,10 +179,82 @@ func (sh *shard) room(ctx context.Context, ev *event.Event) (*roomInfo, error) {
 	return ri, nil
 }
 
+// update brings ri up to date with ev, a state event that changes it, and
+// reports whether it could without reading the whole current state: it
+// can with a membership that is its target's in the current state, in a
+// roomInfo younger than maxRoomInfoAge. A membership may not be current:
+// the engine hands events over in order within a room, but catch-up (see
+// watermark.go) hands older ones over among them; a later event of the
+// same user may be queued behind ev; ev may have lost in state resolution.
+func (sh *shard) update(ctx context.Context, ri *roomInfo, ev *event.Event) bool {
+	if ev.Type() != "m.room.member" || sh.s.cfg.Now().Sub(ri.built) >= maxRoomInfoAge {
+		return false
+	}
+	userID := *ev.StateKey()
+	cur, err := sh.s.cfg.Rooms.CurrentStateEvent(ctx, ev.RoomID(), "m.room.member", userID)
+	if err != nil || cur == nil || cur.EventID() != ev.EventID() {
+		return false
+	}
+	ri.setMember(userID, ev, sh.s.cfg.ServerName)
+	return true
+}
+
+// setMember makes the member event ev userID's membership in ri, counted
+// as buildRoomInfo counts it.
+func (ri *roomInfo) setMember(userID string, ev *event.Event, serverName string) {
+	_, was := ri.joined[userID]
+	m, _ := ev.Membership()
+	is := m == "join"
+	local := strings.HasSuffix(userID, ":"+serverName)
+	switch {
+	case is && !was:
+		ri.joined[userID] = struct{}{}
+		ri.ctx.MemberCount++
+		if local {
+			ri.local = append(ri.local, userID)
+		}
+	case !is && was:
+		delete(ri.joined, userID)
+		ri.ctx.MemberCount--
+		if local {
+			ri.local = removeUser(ri.local, userID)
+		}
+	}
+	delete(ri.ctx.DisplayNames, userID)
+	if !is {
+		return
+	}
+	if name := displayName(ev); name != "" {
+		ri.ctx.DisplayNames[userID] = name
+	}
+}
+
+// removeUser removes userID from users, whose order does not matter.
+func removeUser(users []string, userID string) []string {
+	for i, u := range users {
+		if u == userID {
+			last := len(users) - 1
+			users[i] = users[last]
+			return users[:last]
+		}
+	}
+	return users
+}
+
+// displayName is the displayname of a member event's content, "" when it
+// has none.
+func displayName(ev *event.Event) string {
+	var c struct {
+		DisplayName string `json:"displayname"`
+	}
+	_ = json.Unmarshal(ev.Content(), &c)
+	return c.DisplayName
+}
+
 // buildRoomInfo reads a room's members, names and power levels from its
 // state.
 func buildRoomInfo(st map[storage.StateKey]*event.Event, serverName string) *roomInfo {
-	ri := &roomInfo{ctx: &RoomContext{DisplayNames: map[string]string{}}}
+	ri := &roomInfo{ctx: &RoomContext{DisplayNames: map[string]string{}}, joined: map[string]struct{}{}}
 	suffix := ":" + serverName
 	var create, power *event.Event
 	for k, ev := range st {
@@ -170,13 +263,10 @@ func buildRoomInfo(st map[storage.StateKey]*event.Event, serverName string) *roo
 			if m, _ := ev.Membership(); m != "join" {
 				continue
 			}
+			ri.joined[k.StateKey] = struct{}{}
 			ri.ctx.MemberCount++
-			var c struct {
-				DisplayName string `json:"displayname"`
-			}
-			_ = json.Unmarshal(ev.Content(), &c)
-			if c.DisplayName != "" {
-				ri.ctx.DisplayNames[k.StateKey] = c.DisplayName
+			if name := displayName(ev); name != "" {
+				ri.ctx.DisplayNames[k.StateKey] = name
 			}
 			if strings.HasSuffix(k.StateKey, suffix) {
 				ri.local = append(ri.local, k.StateKey)
@@ -221,10 +311,13 @@ type evaluated struct {
 
 // result is what one event produced.
 type result struct {
-	job      job
-	room     *roomInfo
-	threadID string
-	notified []evaluated
+	job job
+	// senderName, roomName and roomAlias are the room's context as the
+	// event saw it, for the push gateway, which runs after the whole
+	// batch: the roomInfo itself changes with the batch's memberships.
+	senderName, roomName, roomAlias string
+	threadID                        string
+	notified                        []evaluated
 }
 
 // process evaluates a batch and records it in one transaction.
@@ -341,7 +434,7 @@ func (sh *shard) evaluate(ctx context.Context, j job) (result, error) {
 	if err != nil {
 		return r, err
 	}
-	r.room = ri
+	r.senderName, r.roomName, r.roomAlias = ri.ctx.DisplayNames[ev.Sender()], ri.name, ri.alias
 	recipients := ri.local
 	if ev.Type() == "m.room.member" && ev.StateKey() != nil {
 		// An invitee is not joined yet, but .m.rule.invite_for_me is for
