@@ -29,7 +29,7 @@ func TestAppServiceQueue(t *testing.T) {
 			evs = append(evs, &EventRow{EventID: fmt.Sprintf("$e%d", i), RoomID: "!r:x", Type: "m.room.message",
 				Sender: "@a:x", Depth: i, StreamPos: i, JSON: "{}"})
 		}
-		if err := db.WithTx(ctx, func(tx *Tx) error { return InsertEvents(ctx, tx, evs) }); err != nil {
+		if err := db.WithTx(ctx, func(tx *Tx) error { return db.InsertEvents(ctx, tx, evs) }); err != nil {
 			t.Fatal(err)
 		}
 		rows, err := db.StreamEvents(ctx, 5, 9, 3)

@@ -49,7 +49,7 @@ func nullable(s string) any {
 
 // InsertEvents stores events with one statement per chunk: a batch of the
 // sequencer costs one round trip to the database, not one per event.
-func InsertEvents(ctx context.Context, tx Execer, evs []*EventRow) error {
+func (db *DB) InsertEvents(ctx context.Context, tx Execer, evs []*EventRow) error {
 	const cols = 13
 	for len(evs) > 0 {
 		n := min(len(evs), 200)
@@ -61,7 +61,7 @@ func InsertEvents(ctx context.Context, tx Execer, evs []*EventRow) error {
 			if i > 0 {
 				q.WriteString(", ")
 			}
-			q.WriteString("(" + placeholders(i*cols+1, cols) + ")")
+			q.WriteString("(" + db.numberedPlaceholders(i*cols+1, cols) + ")")
 			var sk any
 			if e.StateKey != nil {
 				sk = *e.StateKey

@@ -11,7 +11,7 @@ func TestEventKnowledge(t *testing.T) {
 	ctx := context.Background()
 	eachEngine(t, func(t *testing.T, db *DB) {
 		err := db.WithTx(ctx, func(tx *Tx) error {
-			if err := InsertEvents(ctx, tx, []*EventRow{{EventID: "$timeline", RoomID: "!r:x", Type: "m.room.message",
+			if err := db.InsertEvents(ctx, tx, []*EventRow{{EventID: "$timeline", RoomID: "!r:x", Type: "m.room.message",
 				Sender: "@a:x", Depth: 1, StreamPos: 1, JSON: "{}"}}); err != nil {
 				return err
 			}

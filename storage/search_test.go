@@ -37,7 +37,7 @@ func TestFullTextSearch(t *testing.T) {
 		for i, d := range docs {
 			rows[i] = &EventRow{EventID: d.EventID, RoomID: d.RoomID, Type: "m.room.message", Sender: "@a:x", StreamPos: d.StreamPos, JSON: "{}"}
 		}
-		if err := InsertEvents(ctx, db, rows); err != nil {
+		if err := db.InsertEvents(ctx, db, rows); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.IndexSearchDocs(ctx, docs); err != nil {

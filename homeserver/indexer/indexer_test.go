@@ -31,7 +31,7 @@ func TestTailer(t *testing.T) {
 			rows = append(rows, &storage.EventRow{EventID: fmt.Sprintf("$%d", p), RoomID: "!r", Type: "m.room.message",
 				Sender: "@a:x", StreamPos: p, JSON: "{}"})
 		}
-		if err := storage.InsertEvents(ctx, db, rows); err != nil {
+		if err := db.InsertEvents(ctx, db, rows); err != nil {
 			t.Fatal(err)
 		}
 	}

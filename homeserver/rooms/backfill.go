@@ -233,7 +233,7 @@ func (r *room) storeBackfill(ctx context.Context, server string, evs []*event.Ev
 				Sender: ev.Sender(), Depth: ev.Depth(), OriginServerTS: ev.OriginServerTS(), StreamPos: first + int64(i),
 				StateBefore: id, JSON: string(ev.JSON())})
 		}
-		if err := storage.InsertEvents(ctx, tx, rows); err != nil {
+		if err := e.db.InsertEvents(ctx, tx, rows); err != nil {
 			return err
 		}
 		for _, b := range accepted {

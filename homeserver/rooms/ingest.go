@@ -648,7 +648,7 @@ func (r *room) flushRemote(ctx context.Context, b *remoteBatch) error {
 			}
 			snap, cur = headSnap, p.state
 		}
-		if err := storage.InsertEvents(ctx, tx, rows); err != nil {
+		if err := e.db.InsertEvents(ctx, tx, rows); err != nil {
 			return err
 		}
 		// After the insert, so that a redaction of an event of the same

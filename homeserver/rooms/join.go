@@ -291,7 +291,7 @@ func (e *Engine) storeJoinedRoom(ctx context.Context, version event.RoomVersion,
 		if after, err = e.db.InsertSnapshot(ctx, tx, roomID, before, storage.StateMap{{Type: "m.room.member", StateKey: *join.StateKey()}: join.EventID()}); err != nil {
 			return err
 		}
-		if err := storage.InsertEvents(ctx, tx, []*storage.EventRow{{EventID: join.EventID(), RoomID: roomID, Type: join.Type(),
+		if err := e.db.InsertEvents(ctx, tx, []*storage.EventRow{{EventID: join.EventID(), RoomID: roomID, Type: join.Type(),
 			StateKey: join.StateKey(), Sender: join.Sender(), Depth: join.Depth(), OriginServerTS: join.OriginServerTS(),
 			StreamPos: pos, StateBefore: before, JSON: string(join.JSON())}}); err != nil {
 			return err

@@ -509,7 +509,7 @@ func (r *room) persist(all []built, h head) (int64, error) {
 				}
 			}
 		}
-		if err := storage.InsertEvents(ctx, tx, rows); err != nil {
+		if err := e.db.InsertEvents(ctx, tx, rows); err != nil {
 			return err
 		}
 		// After the insert, so that a redaction of an event of the same
