@@ -24,6 +24,11 @@ type Event struct {
 	// contentHash records the outcome of the content hash check when a
 	// constructor made it.
 	contentHash contentHashState
+
+	// membership is content.membership of an m.room.member event, read
+	// when parsed; membershipOK is false when it is not a string.
+	membership   string
+	membershipOK bool
 }
 
 type contentHashState uint8
@@ -251,6 +256,11 @@ func (e *Event) parse(members []member) error {
 	if len(e.f.Content) == 0 || e.f.Content[0] != '{' {
 		return badEvent("content must be an object")
 	}
+	if e.f.Type == "m.room.member" {
+		// Read once: the membership of every member of a room is asked
+		// for again and again (who to wake, who to push to, the rules).
+		e.membership, e.membershipOK = jsonString(e.contentMember("membership"))
+	}
 	return nil
 }
 
@@ -380,11 +390,10 @@ func (e *Event) Membership() (string, error) {
 	if e.f.Type != "m.room.member" {
 		return "", fmt.Errorf("not an m.room.member event")
 	}
-	m, ok := jsonString(e.contentMember("membership"))
-	if !ok {
+	if !e.membershipOK {
 		return "", badEvent("m.room.member without a membership string")
 	}
-	return m, nil
+	return e.membership, nil
 }
 
 // ContentHashMatches reports whether the event's hashes.sha256 is the hash
