@@ -569,6 +569,11 @@ func (s *Service) remote(ctx context.Context, serverName, mediaID string, allowR
 		return nil, fmt.Errorf("%w: remote media is not available", ErrNotFound)
 	}
 	v, err := s.flights.do(ctx, "remote:"+serverName+"/"+mediaID, func(ctx context.Context) (any, error) {
+		// A fetch that ended between our miss above and this flight has
+		// cached it already: look again before fetching a second time.
+		if m, err := s.db.GetMedia(ctx, serverName, mediaID); err == nil && !m.Pending() {
+			return m, nil
+		}
 		return s.fetchRemote(ctx, serverName, mediaID, wait)
 	})
 	if err != nil {
