@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 
@@ -20,6 +21,33 @@ func ownUser(w http.ResponseWriter, r *http.Request, dev *users.Device) bool {
 	return true
 }
 
+// writeUsersResult answers 200 with v, or the users service's err.
+func writeUsersResult(w http.ResponseWriter, r *http.Request, v any, err error) {
+	if err != nil {
+		writeUsersError(w, r, err)
+		return
+	}
+	httputil.WriteJSON(w, http.StatusOK, v)
+}
+
+// putOwnJSON serves the PUT endpoints of the caller's own account data and
+// tags: the body must be a JSON object, which set stores under the room of
+// the path (none for global account data) and the path variable key names;
+// the answer is {}.
+func putOwnJSON(w http.ResponseWriter, r *http.Request, dev *users.Device, key string,
+	set func(ctx context.Context, dev *users.Device, roomID, key string, content []byte) error) {
+	if !ownUser(w, r, dev) {
+		return
+	}
+	var content json.RawMessage
+	if e := httputil.ReadJSON(r, &content); e != nil {
+		httputil.WriteError(w, e)
+		return
+	}
+	vars := mux.Vars(r)
+	writeUsersResult(w, r, struct{}{}, set(r.Context(), dev, vars["roomId"], vars[key], content))
+}
+
 // getAccountData is GET /user/{userId}/account_data/{type} and its
 // per-room form /user/{userId}/rooms/{roomId}/account_data/{type}.
 func (a *API) getAccountData(w http.ResponseWriter, r *http.Request, dev *users.Device) {
@@ -28,30 +56,13 @@ func (a *API) getAccountData(w http.ResponseWriter, r *http.Request, dev *users.
 	}
 	vars := mux.Vars(r)
 	content, err := a.users.AccountData(r.Context(), dev, vars["roomId"], vars["type"])
-	if err != nil {
-		writeUsersError(w, r, err)
-		return
-	}
-	httputil.WriteJSON(w, http.StatusOK, content)
+	writeUsersResult(w, r, content, err)
 }
 
 // putAccountData is PUT /user/{userId}/account_data/{type} and its
 // per-room form.
 func (a *API) putAccountData(w http.ResponseWriter, r *http.Request, dev *users.Device) {
-	if !ownUser(w, r, dev) {
-		return
-	}
-	var content json.RawMessage
-	if e := httputil.ReadJSON(r, &content); e != nil {
-		httputil.WriteError(w, e)
-		return
-	}
-	vars := mux.Vars(r)
-	if err := a.users.SetAccountData(r.Context(), dev, vars["roomId"], vars["type"], content); err != nil {
-		writeUsersError(w, r, err)
-		return
-	}
-	httputil.WriteJSON(w, http.StatusOK, struct{}{})
+	putOwnJSON(w, r, dev, "type", a.users.SetAccountData)
 }
 
 // getTags is GET /user/{userId}/rooms/{roomId}/tags.
@@ -60,29 +71,12 @@ func (a *API) getTags(w http.ResponseWriter, r *http.Request, dev *users.Device)
 		return
 	}
 	tags, err := a.users.Tags(r.Context(), dev, mux.Vars(r)["roomId"])
-	if err != nil {
-		writeUsersError(w, r, err)
-		return
-	}
-	httputil.WriteJSON(w, http.StatusOK, map[string]any{"tags": tags})
+	writeUsersResult(w, r, map[string]any{"tags": tags}, err)
 }
 
 // putTag is PUT /user/{userId}/rooms/{roomId}/tags/{tag}.
 func (a *API) putTag(w http.ResponseWriter, r *http.Request, dev *users.Device) {
-	if !ownUser(w, r, dev) {
-		return
-	}
-	var content json.RawMessage
-	if e := httputil.ReadJSON(r, &content); e != nil {
-		httputil.WriteError(w, e)
-		return
-	}
-	vars := mux.Vars(r)
-	if err := a.users.SetTag(r.Context(), dev, vars["roomId"], vars["tag"], content); err != nil {
-		writeUsersError(w, r, err)
-		return
-	}
-	httputil.WriteJSON(w, http.StatusOK, struct{}{})
+	putOwnJSON(w, r, dev, "tag", a.users.SetTag)
 }
 
 // deleteTag is DELETE /user/{userId}/rooms/{roomId}/tags/{tag}.
@@ -91,11 +85,7 @@ func (a *API) deleteTag(w http.ResponseWriter, r *http.Request, dev *users.Devic
 		return
 	}
 	vars := mux.Vars(r)
-	if err := a.users.RemoveTag(r.Context(), dev, vars["roomId"], vars["tag"]); err != nil {
-		writeUsersError(w, r, err)
-		return
-	}
-	httputil.WriteJSON(w, http.StatusOK, struct{}{})
+	writeUsersResult(w, r, struct{}{}, a.users.RemoveTag(r.Context(), dev, vars["roomId"], vars["tag"]))
 }
 
 // createFilter is POST /user/{userId}/filter.
@@ -109,11 +99,7 @@ func (a *API) createFilter(w http.ResponseWriter, r *http.Request, dev *users.De
 		return
 	}
 	id, err := a.users.CreateFilter(r.Context(), dev, body)
-	if err != nil {
-		writeUsersError(w, r, err)
-		return
-	}
-	httputil.WriteJSON(w, http.StatusOK, map[string]string{"filter_id": id})
+	writeUsersResult(w, r, map[string]string{"filter_id": id}, err)
 }
 
 // getFilter is GET /user/{userId}/filter/{filterId}.
@@ -122,9 +108,5 @@ func (a *API) getFilter(w http.ResponseWriter, r *http.Request, dev *users.Devic
 		return
 	}
 	f, err := a.users.Filter(r.Context(), dev, mux.Vars(r)["filterId"])
-	if err != nil {
-		writeUsersError(w, r, err)
-		return
-	}
-	httputil.WriteJSON(w, http.StatusOK, f)
+	writeUsersResult(w, r, f, err)
 }

@@ -31,24 +31,41 @@ func parseStreamToken(s string) (int64, *httputil.Error) {
 
 func streamToken(pos int64) string { return sync.Token{Events: pos}.String() }
 
-func (a *API) messages(w http.ResponseWriter, r *http.Request, dev *users.Device) {
+// pageParams are the pagination parameters /messages and /relations share.
+type pageParams struct {
+	backwards bool
+	from, to  int64 // -1 when not given
+	limit     int
+}
+
+// parsePageParams reads dir, from, to and limit. defaultDir is the dir when
+// none is given ("" makes dir required); defaultLimit the limit.
+func parsePageParams(r *http.Request, defaultDir string, defaultLimit int) (pageParams, *httputil.Error) {
 	q := r.URL.Query()
 	dir := q.Get("dir")
+	if dir == "" {
+		dir = defaultDir
+	}
 	if dir != "b" && dir != "f" {
-		httputil.WriteError(w, httputil.InvalidParam("dir must be b or f"))
-		return
+		return pageParams{}, httputil.InvalidParam("dir must be b or f")
 	}
-	from, e := parseStreamToken(q.Get("from"))
-	if e != nil {
-		httputil.WriteError(w, e)
-		return
+	p := pageParams{backwards: dir == "b"}
+	var e *httputil.Error
+	if p.from, e = parseStreamToken(q.Get("from")); e != nil {
+		return pageParams{}, e
 	}
-	to, e := parseStreamToken(q.Get("to"))
-	if e != nil {
-		httputil.WriteError(w, e)
-		return
+	if p.to, e = parseStreamToken(q.Get("to")); e != nil {
+		return pageParams{}, e
 	}
-	limit, e := queryInt(r, "limit", 10)
+	if p.limit, e = queryInt(r, "limit", defaultLimit); e != nil {
+		return pageParams{}, e
+	}
+	return p, nil
+}
+
+func (a *API) messages(w http.ResponseWriter, r *http.Request, dev *users.Device) {
+	q := r.URL.Query()
+	params, e := parsePageParams(r, "", 10) // dir is required for /messages
 	if e != nil {
 		httputil.WriteError(w, e)
 		return
@@ -61,7 +78,7 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, dev *users.Device
 	f.match = a.hideIgnored(r, dev, f.match)
 	roomID := mux.Vars(r)["roomId"]
 	resp, err := a.rooms.Rooms.Messages(r.Context(), rooms.MessagesRequest{
-		Viewer: viewer(dev), RoomID: roomID, From: from, To: to, Backwards: dir == "b", Limit: limit, Match: f.match,
+		Viewer: viewer(dev), RoomID: roomID, From: params.from, To: params.to, Backwards: params.backwards, Limit: params.limit, Match: f.match,
 	})
 	if err != nil {
 		writeRoomError(w, r, notFoundAsForbidden(err))

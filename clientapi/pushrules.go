@@ -131,18 +131,26 @@ func (p *pushAPI) getKind(w http.ResponseWriter, r *http.Request, dev *users.Dev
 	httputil.WriteJSON(w, http.StatusOK, *rs.List(k))
 }
 
-// getRule is GET /pushrules/global/{kind}/{ruleId}.
-func (p *pushAPI) getRule(w http.ResponseWriter, r *http.Request, dev *users.Device) {
+// pathRule loads the caller's rule that the path names; on failure it has
+// answered the request.
+func (p *pushAPI) pathRule(w http.ResponseWriter, r *http.Request, dev *users.Device) (*push.Rule, bool) {
 	k, id, ok := ruleTarget(w, r)
 	if !ok {
-		return
+		return nil, false
 	}
 	rule, err := p.svc.Rule(r.Context(), dev.UserID, k, id)
 	if err != nil {
 		pushError(w, r, err)
-		return
+		return nil, false
 	}
-	httputil.WriteJSON(w, http.StatusOK, rule)
+	return rule, true
+}
+
+// getRule is GET /pushrules/global/{kind}/{ruleId}.
+func (p *pushAPI) getRule(w http.ResponseWriter, r *http.Request, dev *users.Device) {
+	if rule, ok := p.pathRule(w, r, dev); ok {
+		httputil.WriteJSON(w, http.StatusOK, rule)
+	}
 }
 
 // putRule is PUT /pushrules/global/{kind}/{ruleId}.
@@ -179,16 +187,9 @@ func (p *pushAPI) deleteRule(w http.ResponseWriter, r *http.Request, dev *users.
 
 // getEnabled is GET /pushrules/global/{kind}/{ruleId}/enabled.
 func (p *pushAPI) getEnabled(w http.ResponseWriter, r *http.Request, dev *users.Device) {
-	k, id, ok := ruleTarget(w, r)
-	if !ok {
-		return
+	if rule, ok := p.pathRule(w, r, dev); ok {
+		httputil.WriteJSON(w, http.StatusOK, map[string]bool{"enabled": rule.Enabled})
 	}
-	rule, err := p.svc.Rule(r.Context(), dev.UserID, k, id)
-	if err != nil {
-		pushError(w, r, err)
-		return
-	}
-	httputil.WriteJSON(w, http.StatusOK, map[string]bool{"enabled": rule.Enabled})
 }
 
 // putEnabled is PUT /pushrules/global/{kind}/{ruleId}/enabled.
@@ -217,16 +218,9 @@ func (p *pushAPI) putEnabled(w http.ResponseWriter, r *http.Request, dev *users.
 
 // getActions is GET /pushrules/global/{kind}/{ruleId}/actions.
 func (p *pushAPI) getActions(w http.ResponseWriter, r *http.Request, dev *users.Device) {
-	k, id, ok := ruleTarget(w, r)
-	if !ok {
-		return
+	if rule, ok := p.pathRule(w, r, dev); ok {
+		httputil.WriteJSON(w, http.StatusOK, map[string][]json.RawMessage{"actions": rule.Actions})
 	}
-	rule, err := p.svc.Rule(r.Context(), dev.UserID, k, id)
-	if err != nil {
-		pushError(w, r, err)
-		return
-	}
-	httputil.WriteJSON(w, http.StatusOK, map[string][]json.RawMessage{"actions": rule.Actions})
 }
 
 // putActions is PUT /pushrules/global/{kind}/{ruleId}/actions.

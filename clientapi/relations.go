@@ -13,25 +13,8 @@ import (
 // relations is GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]].
 func (c *chatAPI) relations(w http.ResponseWriter, r *http.Request, dev *users.Device) {
 	vars, q := mux.Vars(r), r.URL.Query()
-	dir := q.Get("dir")
-	if dir == "" {
-		dir = "b"
-	}
-	if dir != "b" && dir != "f" {
-		httputil.WriteError(w, httputil.InvalidParam("dir must be b or f"))
-		return
-	}
-	from, e := parseStreamToken(q.Get("from"))
-	if e != nil {
-		httputil.WriteError(w, e)
-		return
-	}
-	to, e := parseStreamToken(q.Get("to"))
-	if e != nil {
-		httputil.WriteError(w, e)
-		return
-	}
-	limit, e := queryInt(r, "limit", 0)
+	// dir is optional here (default b); limit 0 lets the service choose.
+	params, e := parsePageParams(r, "b", 0)
 	if e != nil {
 		httputil.WriteError(w, e)
 		return
@@ -47,7 +30,7 @@ func (c *chatAPI) relations(w http.ResponseWriter, r *http.Request, dev *users.D
 	}
 	page, err := c.cfg.Relations.Children(r.Context(), relations.ChildrenRequest{
 		Viewer: viewer(dev), RoomID: vars["roomId"], EventID: vars["eventId"], RelType: vars["relType"], EventType: vars["eventType"],
-		From: from, To: to, Backwards: dir == "b", Limit: limit, Recurse: recurse,
+		From: params.from, To: params.to, Backwards: params.backwards, Limit: params.limit, Recurse: recurse,
 	})
 	if err != nil {
 		writeRoomError(w, r, err)
@@ -57,7 +40,7 @@ func (c *chatAPI) relations(w http.ResponseWriter, r *http.Request, dev *users.D
 	if page.Next != -1 {
 		body["next_batch"] = streamToken(page.Next)
 	}
-	if from != -1 {
+	if params.from != -1 {
 		body["prev_batch"] = q.Get("from")
 	}
 	if recurseGiven {

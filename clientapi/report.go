@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -27,69 +28,81 @@ func writeReportError(w http.ResponseWriter, r *http.Request, err error) {
 	writeRoomError(w, r, err)
 }
 
-// reportEvent is POST /rooms/{roomId}/report/{eventId}.
-func (c *chatAPI) reportEvent(w http.ResponseWriter, r *http.Request, dev *users.Device) {
+// readReportReason reads the body of a report. The reason is optional when
+// reporting an event, but required (it may be empty) for a room or a user.
+func readReportReason(w http.ResponseWriter, r *http.Request, required bool) (string, bool) {
 	var body reportBody
 	if e := httputil.ReadJSON(r, &body); e != nil {
 		httputil.WriteError(w, e)
-		return
+		return "", false
 	}
-	vars := mux.Vars(r)
-	reason := ""
-	if body.Reason != nil {
-		reason = *body.Reason
+	if body.Reason == nil {
+		if required {
+			httputil.WriteError(w, httputil.BadJSON("reason is required (it may be empty)"))
+			return "", false
+		}
+		return "", true
 	}
-	if err := c.cfg.Reports.ReportEvent(r.Context(), dev.UserID, vars["roomId"], vars["eventId"], reason); err != nil {
+	return *body.Reason, true
+}
+
+// writeReportResult answers {} once a report is filed, or its error.
+func writeReportResult(w http.ResponseWriter, r *http.Request, err error) {
+	if err != nil {
 		writeReportError(w, r, err)
 		return
 	}
 	httputil.WriteJSON(w, http.StatusOK, struct{}{})
+}
+
+// reportEvent is POST /rooms/{roomId}/report/{eventId}.
+func (c *chatAPI) reportEvent(w http.ResponseWriter, r *http.Request, dev *users.Device) {
+	reason, ok := readReportReason(w, r, false)
+	if !ok {
+		return
+	}
+	vars := mux.Vars(r)
+	writeReportResult(w, r, c.cfg.Reports.ReportEvent(r.Context(), dev.UserID, vars["roomId"], vars["eventId"], reason))
 }
 
 // reportRoom is POST /rooms/{roomId}/report.
 func (c *chatAPI) reportRoom(w http.ResponseWriter, r *http.Request, dev *users.Device) {
-	var body reportBody
-	if e := httputil.ReadJSON(r, &body); e != nil {
-		httputil.WriteError(w, e)
-		return
-	}
-	if body.Reason == nil {
-		httputil.WriteError(w, httputil.BadJSON("reason is required (it may be empty)"))
-		return
-	}
-	roomID := mux.Vars(r)["roomId"]
-	if _, err := id.ParseRoomID(roomID); err != nil {
-		httputil.WriteError(w, httputil.InvalidParam("invalid room ID"))
-		return
-	}
-	if err := c.cfg.Reports.ReportRoom(r.Context(), dev.UserID, roomID, *body.Reason); err != nil {
-		writeReportError(w, r, err)
-		return
-	}
-	httputil.WriteJSON(w, http.StatusOK, struct{}{})
+	c.reportTarget(w, r, dev, mux.Vars(r)["roomId"], checkRoomID, c.cfg.Reports.ReportRoom)
 }
 
 // reportUser is POST /users/{userId}/report.
 func (c *chatAPI) reportUser(w http.ResponseWriter, r *http.Request, dev *users.Device) {
-	var body reportBody
-	if e := httputil.ReadJSON(r, &body); e != nil {
+	c.reportTarget(w, r, dev, mux.Vars(r)["userId"], checkUserID, c.cfg.Reports.ReportUser)
+}
+
+// reportTarget files a report of a room or a user with file. The body is
+// checked before the target's ID (check).
+func (c *chatAPI) reportTarget(w http.ResponseWriter, r *http.Request, dev *users.Device, target string,
+	check func(string) *httputil.Error, file func(ctx context.Context, reporter, target, reason string) error) {
+	reason, ok := readReportReason(w, r, true)
+	if !ok {
+		return
+	}
+	if e := check(target); e != nil {
 		httputil.WriteError(w, e)
 		return
 	}
-	if body.Reason == nil {
-		httputil.WriteError(w, httputil.BadJSON("reason is required (it may be empty)"))
-		return
+	writeReportResult(w, r, file(r.Context(), dev.UserID, target, reason))
+}
+
+// checkRoomID and checkUserID check the target of a room or user report.
+func checkRoomID(s string) *httputil.Error {
+	if _, err := id.ParseRoomID(s); err != nil {
+		return httputil.InvalidParam("invalid room ID")
 	}
-	userID := mux.Vars(r)["userId"]
-	if _, err := id.ParseUserID(userID); err != nil {
-		httputil.WriteError(w, httputil.InvalidParam("invalid user ID"))
-		return
+	return nil
+}
+
+func checkUserID(s string) *httputil.Error {
+	if _, err := id.ParseUserID(s); err != nil {
+		return httputil.InvalidParam("invalid user ID")
 	}
-	if err := c.cfg.Reports.ReportUser(r.Context(), dev.UserID, userID, *body.Reason); err != nil {
-		writeReportError(w, r, err)
-		return
-	}
-	httputil.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
 // reportJSON is a report as the admin API lists it.

@@ -1,7 +1,6 @@
 package keys
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -17,7 +16,6 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -35,35 +33,20 @@ const (
 // to certPath and keyPath, for closed federations and tests whose servers
 // get their certificates from IssueFromCA. It fails if either file exists.
 func CreateCA(certPath, keyPath, commonName string) error {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
+	certPEM, keyPEM, err := newCert(&x509.Certificate{
 		Subject:               pkix.Name{CommonName: commonName},
-		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(caLifetime),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	}, nil, nil)
 	if err != nil {
 		return err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return err
-	}
-	if err := writeNew(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})); err != nil {
+	if err := writeNew(keyPath, keyPEM); err != nil {
 		return fmt.Errorf("ca key: %w", err)
 	}
-	if err := writeNew(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})); err != nil {
+	if err := writeNew(certPath, certPEM); err != nil {
 		return fmt.Errorf("ca certificate: %w", err)
 	}
 	return nil
@@ -194,71 +177,63 @@ func issuedAndCurrent(cert tls.Certificate, ca *x509.Certificate, host string) b
 }
 
 func issue(ca *x509.Certificate, caKey crypto.Signer, certPath, keyPath, host string) error {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM, keyPEM, err := newCert(serverCertTemplate(host, time.Now().Add(issuedLifetime)), ca, caKey)
 	if err != nil {
 		return err
 	}
-	serial, err := newSerial()
-	if err != nil {
+	chain := append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})...)
+	// Key first: a crash between the two writes leaves a new key with an
+	// old certificate, which fails to load and is reissued at next start,
+	// rather than a certificate whose key is lost.
+	if err := replaceFile(keyPath, keyPEM); err != nil {
 		return err
 	}
+	return replaceFile(certPath, chain)
+}
+
+// serverCertTemplate is the template of a server's certificate for host (a
+// DNS name or an IP address), valid until notAfter.
+func serverCertTemplate(host string, notAfter time.Time) *x509.Certificate {
 	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: host},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(issuedLifetime),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		Subject:     pkix.Name{CommonName: host},
+		NotAfter:    notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	if ip := net.ParseIP(host); ip != nil {
 		tmpl.IPAddresses = []net.IP{ip}
 	} else {
 		tmpl.DNSNames = []string{host}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &priv.PublicKey, caKey)
+	return tmpl
+}
+
+// newCert makes a new ECDSA P-256 key and a certificate for it from tmpl,
+// whose serial number (random) and NotBefore (an hour ago) it sets, signed
+// by parent with parentKey, or self-signed when parent is nil. It returns
+// both PEM-encoded, the key as PKCS#8.
+func newCert(tmpl, parent *x509.Certificate, parentKey crypto.Signer) (certPEM, keyPEM []byte, err error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return err
+		return nil, nil, err
+	}
+	if tmpl.SerialNumber, err = newSerial(); err != nil {
+		return nil, nil, err
+	}
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	if parent == nil {
+		parent, parentKey = tmpl, priv
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &priv.PublicKey, parentKey)
+	if err != nil {
+		return nil, nil, err
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	var chain bytes.Buffer
-	_ = pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	_ = pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
-	// Key first: a crash between the two writes leaves a new key with an
-	// old certificate, which fails to load and is reissued at next start,
-	// rather than a certificate whose key is lost.
-	if err := replaceFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})); err != nil {
-		return err
-	}
-	return replaceFile(certPath, chain.Bytes())
-}
-
-// replaceFile writes data to path atomically (temporary file, fsync,
-// rename), readable only by the owner.
-func replaceFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 func newSerial() (*big.Int, error) {

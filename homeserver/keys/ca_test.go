@@ -93,3 +93,33 @@ func TestIssueFromCA(t *testing.T) {
 		t.Fatal("a key file was accepted as a CA file")
 	}
 }
+
+func TestLoadOrCreateTLS(t *testing.T) {
+	for name, want := range map[string]string{"hs1.test:8448": "hs1.test", "[::1]:8448": "::1"} {
+		dir := t.TempDir()
+		cert, key := filepath.Join(dir, "tls", "tls.crt"), filepath.Join(dir, "tls", "tls.key")
+		tc, err := LoadOrCreateTLS(cert, key, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(tc.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := leaf.VerifyHostname(want); err != nil || leaf.Subject.CommonName != want {
+			t.Errorf("%s: certificate for %s: %v", name, leaf.Subject.CommonName, err)
+		}
+		for _, f := range []string{cert, key} {
+			if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s: %v %v", f, fi.Mode(), err)
+			}
+		}
+		first, _ := os.ReadFile(cert)
+		if _, err := LoadOrCreateTLS(cert, key, name); err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := os.ReadFile(cert); !bytes.Equal(first, again) {
+			t.Errorf("%s: the certificate was replaced", name)
+		}
+	}
+}
