@@ -306,6 +306,18 @@ func TestMembershipAcrossServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	everyoneSees(bob.UserID, "ban")
+	// Bob's own server too: before the ban reaches it, it still holds him
+	// as joined, and a join is then a no-op that succeeds.
+	eventually(t, 20*time.Second, "the ban on hs2", func() error {
+		ev, err := hs2.Rooms.CurrentStateEvent(ctx, room.String(), "m.room.member", bob.UserID.String())
+		if err != nil {
+			return err
+		}
+		if m, _ := ev.Membership(); m != "ban" {
+			return fmt.Errorf("hs2 holds bob's membership as %q", m)
+		}
+		return nil
+	})
 
 	// Banned: he can neither join nor send, and hears nothing more.
 	if _, err := bob.JoinRoom(ctx, room.String(), &mautrix.ReqJoinRoom{Via: []string{"hs1.test"}}); err == nil {

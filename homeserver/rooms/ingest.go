@@ -147,8 +147,10 @@ type remoteBatch struct {
 	ids   storage.StateMap                  // the same, as event IDs
 	ext   []*event.Event
 	depth int64
-	// base is the committed state the first pending event is written on.
-	base    storage.StateMap
+	// base is the committed state the first pending event is written on,
+	// and baseSnapshot its snapshot.
+	base         storage.StateMap
+	baseSnapshot int64
 	after   map[string]storage.StateMap // the state after each pending event
 	pending []pendingRemote
 	// known is what the database held of the request's events when the
@@ -168,7 +170,7 @@ type pendingRemote struct {
 func (r *room) newRemoteBatch(ctx context.Context) *remoteBatch {
 	b := &remoteBatch{src: r.newSource(ctx), after: map[string]storage.StateMap{}}
 	r.mu.RLock()
-	b.state, b.ext, b.depth = r.state, r.extremities, r.depth
+	b.state, b.ext, b.depth, b.baseSnapshot = r.state, r.extremities, r.depth, r.snapshot
 	r.mu.RUnlock()
 	b.ids = make(storage.StateMap, len(b.state))
 	for k, ev := range b.state {
@@ -180,8 +182,23 @@ func (r *room) newRemoteBatch(ctx context.Context) *remoteBatch {
 }
 
 // ingestBatch checks remote events in order, each on the head the earlier
-// ones leave, and persists the accepted ones in one transaction.
+// ones leave, and persists the accepted ones in one transaction. When a
+// rejoin replaced the room's head meanwhile, the batch is checked again on
+// the new head.
 func (r *room) ingestBatch(ctx context.Context, origin string, evs []*event.Event) []error {
+	for attempt := 1; ; attempt++ {
+		errs, err := r.tryIngestBatch(ctx, origin, evs)
+		if !errors.Is(err, errHeadMoved) || attempt == 3 {
+			return errs
+		}
+	}
+}
+
+// errHeadMoved: the committed head is no longer the one a batch was
+// checked on.
+var errHeadMoved = errors.New("rooms: the room's head moved while remote events were checked")
+
+func (r *room) tryIngestBatch(ctx context.Context, origin string, evs []*event.Event) ([]error, error) {
 	errs := make([]error, len(evs))
 	b := r.newRemoteBatch(ctx)
 	ids := make([]string, len(evs))
@@ -193,7 +210,7 @@ func (r *room) ingestBatch(ctx context.Context, origin string, evs []*event.Even
 		for i := range errs {
 			errs[i] = err
 		}
-		return errs
+		return errs, err
 	}
 	for _, id := range ids {
 		if _, ok := known[id]; !ok {
@@ -210,8 +227,9 @@ func (r *room) ingestBatch(ctx context.Context, origin string, evs []*event.Even
 				errs[p.index] = err
 			}
 		}
+		return errs, err
 	}
-	return errs
+	return errs, nil
 }
 
 // ingest checks one remote event on b's head; an accepted event joins b's
@@ -611,9 +629,14 @@ func (r *room) flushRemote(ctx context.Context, b *remoteBatch) error {
 	}
 	e := r.e
 	n := len(b.pending)
+	r.headMu.Lock()
+	defer r.headMu.Unlock()
+	snap := r.snapshotNow()
+	if snap != b.baseSnapshot {
+		return errHeadMoved
+	}
 	first := e.cfg.Positions.Allocate(n)
 	defer e.cfg.Positions.Done(first)
-	snap := r.snapshotNow()
 	err := e.db.WithTx(ctx, func(tx *storage.Tx) error {
 		rows := make([]*storage.EventRow, 0, n)
 		cur := b.base

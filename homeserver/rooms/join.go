@@ -259,12 +259,17 @@ func (e *Engine) storeJoinedRoom(ctx context.Context, version event.RoomVersion,
 	}
 	var known map[storage.StateKey]*event.Event
 	if rejoin {
-		e.mu.Lock()
-		loaded := e.rooms[roomID]
-		e.mu.Unlock()
-		if loaded != nil {
-			known = loaded.stateCopy()
+		// Loaded (rooms stay loaded), so that the head is replaced below
+		// on this very room: remote events its sequencer is checking on
+		// the old head are then not committed over the new one, but
+		// checked again.
+		loaded, err := e.room(ctx, roomID)
+		if err != nil {
+			return err
 		}
+		loaded.headMu.Lock()
+		defer loaded.headMu.Unlock()
+		known = loaded.stateCopy()
 	}
 	r := newRoom(e, roomID, version, info)
 	pos := e.cfg.Positions.Allocate(1)

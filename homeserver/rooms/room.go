@@ -56,6 +56,10 @@ type room struct {
 	// retry arriving meanwhile waits for the first to be committed.
 	txnMu       sync.Mutex
 	pendingTxns map[storage.TxnKey]bool
+	// headMu serialises replacing the committed head from outside the
+	// sequencer (a rejoin over federation) with the sequencer's commits of
+	// remote events, which must find the head they were checked on.
+	headMu sync.Mutex
 }
 
 func newRoom(e *Engine, id string, version event.RoomVersion, info event.RoomVersionInfo) *room {
