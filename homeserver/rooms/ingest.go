@@ -151,8 +151,8 @@ type remoteBatch struct {
 	// and baseSnapshot its snapshot.
 	base         storage.StateMap
 	baseSnapshot int64
-	after   map[string]storage.StateMap // the state after each pending event
-	pending []pendingRemote
+	after        map[string]storage.StateMap // the state after each pending event
+	pending      []pendingRemote
 	// known is what the database held of the request's events when the
 	// batch started (one query for all of them); each is used once.
 	known map[string]storage.EventKnowledge
