@@ -18,6 +18,7 @@ import (
 
 	"github.com/parley-chat/parley/federation/xmatrix"
 	"github.com/parley-chat/parley/homeserver/hstest"
+	"github.com/parley-chat/parley/homeserver/rooms"
 	"github.com/parley-chat/parley/matrix/authrules"
 	"github.com/parley-chat/parley/matrix/canonicaljson"
 	"github.com/parley-chat/parley/matrix/event"
@@ -394,102 +395,111 @@ func TestFederationAttacks(t *testing.T) {
 		}
 	})
 
-	t.Run("events of one transaction build on each other", func(t *testing.T) {
-		// The PDUs of a transaction are persisted together, each checked
-		// on the room as the ones before it leave it: a join, then the
-		// new member speaking, a refused power grab in between, a repeat
-		// and an outsider.
-		version, _ := hs2.Rooms.RoomVersion(ctx, roomID)
-		state, err := hs2.Rooms.CurrentState(ctx, roomID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		prev, _ := hs2.DB.ForwardExtremities(ctx, roomID)
-		var depth int64
-		for _, p := range prev {
-			row, _ := hs2.DB.GetEvent(ctx, p)
-			depth = max(depth, row.Depth)
-		}
-		carol := "@carol:hs3.test"
-		authOf := func(sender, typ string, stateKey *string, content []byte) []string {
-			info, _ := version.Info()
-			var ids []string
-			for _, k := range authrules.AuthEventsNeeded(info, typ, stateKey, sender, content) {
-				if ev := state[storage.StateKey{Type: k.EventType, StateKey: k.StateKey}]; ev != nil {
-					ids = append(ids, ev.EventID())
+	for _, c := range []struct {
+		name, joiner string
+		limit        int // events a batch holds before it is written
+	}{{"in one write", "carol", 0}, {"in several writes", "dan", 2}} {
+		t.Run("events of one transaction build on each other "+c.name, func(t *testing.T) {
+			// The PDUs of a transaction are persisted together, each checked
+			// on the room as the ones before it leave it: a join, then the
+			// new member speaking, a refused power grab in between, a repeat
+			// and an outsider. A batch too large to hold is written in
+			// several steps, with the same outcome.
+			if c.limit > 0 {
+				defer rooms.SetRemoteBatchLimits(c.limit, 1<<30)()
+			}
+			version, _ := hs2.Rooms.RoomVersion(ctx, roomID)
+			state, err := hs2.Rooms.CurrentState(ctx, roomID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prev, _ := hs2.DB.ForwardExtremities(ctx, roomID)
+			var depth int64
+			for _, p := range prev {
+				row, _ := hs2.DB.GetEvent(ctx, p)
+				depth = max(depth, row.Depth)
+			}
+			carol := "@" + c.joiner + ":hs3.test"
+			authOf := func(sender, typ string, stateKey *string, content []byte) []string {
+				info, _ := version.Info()
+				var ids []string
+				for _, k := range authrules.AuthEventsNeeded(info, typ, stateKey, sender, content) {
+					if ev := state[storage.StateKey{Type: k.EventType, StateKey: k.StateKey}]; ev != nil {
+						ids = append(ids, ev.EventID())
+					}
+				}
+				return ids
+			}
+			next := func(sender, typ string, stateKey *string, content any, prev []string, depth int64) *event.Event {
+				raw, _ := json.Marshal(content)
+				ev, err := event.ProtoEvent{Type: typ, StateKey: stateKey, Sender: sender, RoomID: roomID, Content: raw,
+					PrevEvents: prev, AuthEvents: authOf(sender, typ, stateKey, raw), Depth: depth, OriginServerTS: time.Now().UnixMilli(),
+				}.Build(version, "hs3.test", hs3.SigningKey.KeyID, hs3.SigningKey.Key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sk := ev.StateKey(); sk != nil {
+					state[storage.StateKey{Type: typ, StateKey: *sk}] = ev
+				}
+				return ev
+			}
+			join := next(carol, "m.room.member", &carol, map[string]any{"membership": "join"}, prev, depth+1)
+			hello := next(carol, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": c.joiner + " says hello"}, []string{join.EventID()}, depth+2)
+			var pl map[string]any
+			_ = json.Unmarshal(state[storage.StateKey{Type: "m.room.power_levels"}].Content(), &pl)
+			plBefore := state[storage.StateKey{Type: "m.room.power_levels"}]
+			pl["users"].(map[string]any)[carol] = 100
+			empty := ""
+			grab := next(carol, "m.room.power_levels", &empty, pl, []string{hello.EventID()}, depth+3)
+			state[storage.StateKey{Type: "m.room.power_levels"}] = plBefore // refused: not a base for what follows
+			again := next(carol, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": c.joiner + " again"}, []string{hello.EventID()}, depth+3)
+			outsider := next("@eve:hs3.test", "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "eve"}, []string{again.EventID()}, depth+4)
+			res, err := sendTxn(t, hs3, "hs2.test", "chained-"+c.joiner, raws(join, hello, grab, again, again, outsider)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range []*event.Event{join, hello, again} {
+				if r, ok := res.PDUs[ev.EventID()]; !ok || r.Error != "" {
+					t.Errorf("%s (%s): %+v, want accepted", ev.EventID(), ev.Type(), res.PDUs[ev.EventID()])
+				}
+				if k := knowledge(t, hs2, ev.EventID()); k != storage.InTimeline {
+					t.Errorf("%s (%s) is not in the timeline (%d)", ev.EventID(), ev.Type(), k)
 				}
 			}
-			return ids
-		}
-		next := func(sender, typ string, stateKey *string, content any, prev []string, depth int64) *event.Event {
-			raw, _ := json.Marshal(content)
-			ev, err := event.ProtoEvent{Type: typ, StateKey: stateKey, Sender: sender, RoomID: roomID, Content: raw,
-				PrevEvents: prev, AuthEvents: authOf(sender, typ, stateKey, raw), Depth: depth, OriginServerTS: time.Now().UnixMilli(),
-			}.Build(version, "hs3.test", hs3.SigningKey.KeyID, hs3.SigningKey.Key)
-			if err != nil {
-				t.Fatal(err)
+			for _, ev := range []*event.Event{grab, outsider} {
+				if r, ok := res.PDUs[ev.EventID()]; !ok || r.Error == "" {
+					t.Errorf("%s (%s): %+v, want an error", ev.EventID(), ev.Type(), res.PDUs[ev.EventID()])
+				}
+				if k := knowledge(t, hs2, ev.EventID()); k != storage.Rejected {
+					t.Errorf("%s (%s) is not recorded as rejected (%d)", ev.EventID(), ev.Type(), k)
+				}
 			}
-			if sk := ev.StateKey(); sk != nil {
-				state[storage.StateKey{Type: typ, StateKey: *sk}] = ev
+			// In order, in the timeline and in the room's state.
+			var positions []int64
+			for _, ev := range []*event.Event{join, hello, again} {
+				row, err := hs2.DB.GetEvent(ctx, ev.EventID())
+				if err != nil {
+					t.Fatal(err)
+				}
+				positions = append(positions, row.StreamPos)
 			}
-			return ev
-		}
-		join := next(carol, "m.room.member", &carol, map[string]any{"membership": "join"}, prev, depth+1)
-		hello := next(carol, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "carol says hello"}, []string{join.EventID()}, depth+2)
-		var pl map[string]any
-		_ = json.Unmarshal(state[storage.StateKey{Type: "m.room.power_levels"}].Content(), &pl)
-		plBefore := state[storage.StateKey{Type: "m.room.power_levels"}]
-		pl["users"].(map[string]any)[carol] = 100
-		empty := ""
-		grab := next(carol, "m.room.power_levels", &empty, pl, []string{hello.EventID()}, depth+3)
-		state[storage.StateKey{Type: "m.room.power_levels"}] = plBefore // refused: not a base for what follows
-		again := next(carol, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "carol again"}, []string{hello.EventID()}, depth+3)
-		outsider := next("@eve:hs3.test", "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "eve"}, []string{again.EventID()}, depth+4)
-		res, err := sendTxn(t, hs3, "hs2.test", "chained", raws(join, hello, grab, again, again, outsider)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range []*event.Event{join, hello, again} {
-			if r, ok := res.PDUs[ev.EventID()]; !ok || r.Error != "" {
-				t.Errorf("%s (%s): %+v, want accepted", ev.EventID(), ev.Type(), res.PDUs[ev.EventID()])
+			if positions[0] >= positions[1] || positions[1] >= positions[2] {
+				t.Fatalf("stream positions %v are not in the order sent", positions)
 			}
-			if k := knowledge(t, hs2, ev.EventID()); k != storage.InTimeline {
-				t.Errorf("%s (%s) is not in the timeline (%d)", ev.EventID(), ev.Type(), k)
+			if m, _ := hs2.Rooms.CurrentStateEvent(ctx, roomID, "m.room.member", carol); m == nil || m.EventID() != join.EventID() {
+				t.Fatal("carol's join is not the room's state")
 			}
-		}
-		for _, ev := range []*event.Event{grab, outsider} {
-			if r, ok := res.PDUs[ev.EventID()]; !ok || r.Error == "" {
-				t.Errorf("%s (%s): %+v, want an error", ev.EventID(), ev.Type(), res.PDUs[ev.EventID()])
+			if pl, _ := hs2.Rooms.CurrentStateEvent(ctx, roomID, "m.room.power_levels", ""); pl.EventID() != plBefore.EventID() {
+				t.Fatal("the power levels changed")
 			}
-			if k := knowledge(t, hs2, ev.EventID()); k != storage.Rejected {
-				t.Errorf("%s (%s) is not recorded as rejected (%d)", ev.EventID(), ev.Type(), k)
+			if ext, _ := hs2.DB.ForwardExtremities(ctx, roomID); len(ext) != 1 || ext[0] != again.EventID() {
+				t.Fatalf("forward extremities %v, want only %s", ext, again.EventID())
 			}
-		}
-		// In order, in the timeline and in the room's state.
-		var positions []int64
-		for _, ev := range []*event.Event{join, hello, again} {
-			row, err := hs2.DB.GetEvent(ctx, ev.EventID())
-			if err != nil {
-				t.Fatal(err)
-			}
-			positions = append(positions, row.StreamPos)
-		}
-		if positions[0] >= positions[1] || positions[1] >= positions[2] {
-			t.Fatalf("stream positions %v are not in the order sent", positions)
-		}
-		if m, _ := hs2.Rooms.CurrentStateEvent(ctx, roomID, "m.room.member", carol); m == nil || m.EventID() != join.EventID() {
-			t.Fatal("carol's join is not the room's state")
-		}
-		if pl, _ := hs2.Rooms.CurrentStateEvent(ctx, roomID, "m.room.power_levels", ""); pl.EventID() != plBefore.EventID() {
-			t.Fatal("the power levels changed")
-		}
-		if ext, _ := hs2.DB.ForwardExtremities(ctx, roomID); len(ext) != 1 || ext[0] != again.EventID() {
-			t.Fatalf("forward extremities %v, want only %s", ext, again.EventID())
-		}
-		eventually(t, 10*time.Second, "carol's messages in bob's history", func() error {
-			return hasBodies(bodies(history(t, bob, room, 100)), []string{"carol says hello", "carol again"})
+			eventually(t, 10*time.Second, c.joiner+"'s messages in bob's history", func() error {
+				return hasBodies(bodies(history(t, bob, room, 100)), []string{c.joiner + " says hello", c.joiner + " again"})
+			})
 		})
-	})
+	}
 
 	t.Run("oversized transaction", func(t *testing.T) {
 		var evs []*event.Event

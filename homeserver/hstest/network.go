@@ -1,8 +1,11 @@
 package hstest
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/parley-chat/parley/homeserver"
@@ -71,12 +74,33 @@ func (n *Network) Start(t testing.TB, name string, configure func(*config.Config
 // FreeAddr returns a loopback address nothing listens on (at the moment),
 // for servers that must know each other's address before starting, or as
 // the address of a server that is down.
+//
+// The port is taken below the kernel's ephemeral range (32768 and up on
+// Linux), where the outgoing connections of every test running meanwhile
+// take theirs: a port from that range, free when asked, was now and then
+// taken by some connection before the server bound it.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		port := 10000 + rand.IntN(22000)
+		if !claimPort(port) {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free loopback port")
+	return ""
+}
+
+// claimed are the ports this process handed out, never handed out again.
+var claimed sync.Map
+
+func claimPort(port int) bool {
+	_, taken := claimed.LoadOrStore(port, true)
+	return !taken
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"sync/atomic"
 
 	"github.com/parley-chat/parley/matrix/authrules"
 	"github.com/parley-chat/parley/matrix/event"
@@ -156,6 +157,35 @@ type remoteBatch struct {
 	// known is what the database held of the request's events when the
 	// batch started (one query for all of them); each is used once.
 	known map[string]storage.EventKnowledge
+	// copied counts the state entries the pending events hold in maps of
+	// their own, to bound the batch's memory (see maxPendingCopied).
+	copied int
+	// errs are the answers for the request's events: a failed write
+	// answers every pending event of the request with its error.
+	errs []error
+	// moved is set when a write found the committed head replaced: the
+	// request is checked again from the start.
+	moved bool
+}
+
+// Bounds on what a batch holds in memory before it is written: events
+// fetched to fill gaps join the batch too, and each accepted state event
+// holds a state map of its own (a room of 10,000 members and an origin
+// sending up to 1,000 events to fill a gap would otherwise hold ten
+// million entries).
+var maxPendingEvents, maxPendingCopied atomic.Int64
+
+func init() {
+	maxPendingEvents.Store(256)
+	maxPendingCopied.Store(200_000)
+}
+
+// SetRemoteBatchLimits changes how many events (and copied state entries)
+// a batch of remote events holds before it is written, and returns how to
+// restore them. For tests, which use it to write batches in several steps.
+func SetRemoteBatchLimits(events, copied int) (restore func()) {
+	oldEvents, oldCopied := maxPendingEvents.Swap(int64(events)), maxPendingCopied.Swap(int64(copied))
+	return func() { maxPendingEvents.Store(oldEvents); maxPendingCopied.Store(oldCopied) }
 }
 
 // pendingRemote is an accepted remote event waiting to be written.
@@ -201,6 +231,7 @@ var errHeadMoved = errors.New("rooms: the room's head moved while remote events 
 func (r *room) tryIngestBatch(ctx context.Context, origin string, evs []*event.Event) ([]error, error) {
 	errs := make([]error, len(evs))
 	b := r.newRemoteBatch(ctx)
+	b.errs = errs
 	ids := make([]string, len(evs))
 	for i, ev := range evs {
 		ids[i] = ev.EventID()
@@ -219,13 +250,16 @@ func (r *room) tryIngestBatch(ctx context.Context, origin string, evs []*event.E
 	}
 	b.known = known
 	for i, ev := range evs {
-		errs[i] = r.ingest(ctx, origin, ev, b, i)
+		if err := r.ingest(ctx, origin, ev, b, i); err != nil {
+			errs[i] = err
+		}
+		if b.moved {
+			return errs, errHeadMoved
+		}
 	}
 	if err := r.flushRemote(ctx, b); err != nil {
-		for _, p := range b.pending {
-			if p.index >= 0 {
-				errs[p.index] = err
-			}
+		if b.moved {
+			return errs, errHeadMoved
 		}
 		return errs, err
 	}
@@ -575,6 +609,7 @@ func (r *room) accept(ev *event.Event, stateBefore storage.StateMap, b *remoteBa
 	if sk := ev.StateKey(); sk != nil {
 		after = copyMap(stateBefore)
 		after[storage.StateKey{Type: ev.Type(), StateKey: *sk}] = ev.EventID()
+		b.copied += len(after)
 	}
 	prevs := map[string]bool{}
 	for _, p := range ev.PrevEventIDs() {
@@ -596,11 +631,13 @@ func (r *room) accept(ev *event.Event, stateBefore storage.StateMap, b *remoteBa
 		if newState, err = r.resolve([]storage.StateMap{b.ids, after}, src); err != nil {
 			return err
 		}
+		b.copied += len(newState)
 	}
 	// Only what changed is loaded: most of the state is the head's.
 	loaded := b.state
 	if changed := stateChanges(b.ids, newState); len(changed) > 0 {
 		loaded = copyState(b.state)
+		b.copied += len(loaded)
 		for k, id := range changed {
 			if id == "" {
 				delete(loaded, k)
@@ -616,6 +653,9 @@ func (r *room) accept(ev *event.Event, stateBefore storage.StateMap, b *remoteBa
 	b.state, b.ids, b.ext = loaded, newState, newExt
 	b.depth = max(b.depth, ev.Depth())
 	b.src.head = loaded
+	if int64(len(b.pending)) >= maxPendingEvents.Load() || int64(b.copied) >= maxPendingCopied.Load() {
+		return r.flushRemote(b.src.ctx, b)
+	}
 	return nil
 }
 
@@ -633,6 +673,7 @@ func (r *room) flushRemote(ctx context.Context, b *remoteBatch) error {
 	defer r.headMu.Unlock()
 	snap := r.snapshotNow()
 	if snap != b.baseSnapshot {
+		b.moved = true
 		return errHeadMoved
 	}
 	first := e.cfg.Positions.Allocate(n)
@@ -690,6 +731,18 @@ func (r *room) flushRemote(ctx context.Context, b *remoteBatch) error {
 		return storage.SetRoomHead(ctx, tx, r.id, snap, b.depth, ids)
 	})
 	if err != nil {
+		// Nothing was written: the pending events of the request are
+		// answered with the error, and the batch goes on from the
+		// committed head.
+		for _, p := range b.pending {
+			if p.index >= 0 && p.index < len(b.errs) {
+				b.errs[p.index] = err
+			}
+		}
+		fresh := r.newRemoteBatch(ctx)
+		fresh.src, fresh.known, fresh.errs = b.src, b.known, b.errs
+		fresh.src.head = fresh.state
+		*b = *fresh
 		return err
 	}
 	r.mu.Lock()
@@ -702,7 +755,7 @@ func (r *room) flushRemote(ctx context.Context, b *remoteBatch) error {
 		all[i] = built{ev: p.ev}
 	}
 	r.notify(all, first+int64(n)-1)
-	b.base, b.pending, b.after = b.ids, nil, map[string]storage.StateMap{}
+	b.base, b.baseSnapshot, b.pending, b.after, b.copied = b.ids, snap, nil, map[string]storage.StateMap{}, 0
 	return nil
 }
 
