@@ -57,8 +57,10 @@ type Service struct {
 	catchUp func(ctx context.Context) error
 	// remote fetches other servers' directories (SetRemote).
 	remote atomic.Pointer[RemoteDirectory]
-	// remoteHierarchy asks other servers about spaces (SetRemoteHierarchy).
+	// remoteHierarchy asks other servers about spaces (SetRemoteHierarchy);
+	// hierarchies caches their answers.
 	remoteHierarchy atomic.Pointer[RemoteHierarchy]
+	hierarchies     hierarchyCache
 }
 
 // New returns the directory service.

@@ -1,6 +1,10 @@
 package directory
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"testing"
+)
 
 func TestOffsets(t *testing.T) {
 	for _, n := range []int{0, 1, 250} {
@@ -39,5 +43,46 @@ func TestPlainTopic(t *testing.T) {
 	}
 	if got := plainTopic(map[string]any{"topic": "only"}); got != "only" {
 		t.Fatalf("plainTopic without m.topic: %q", got)
+	}
+}
+
+// Other servers' answers about spaces are reused for a while, per server,
+// room and suggested_only; failures are not kept.
+func TestHierarchyCache(t *testing.T) {
+	s := &Service{}
+	if _, err := s.askHierarchy(context.Background(), "a.test", "!s:a.test", false); err == nil {
+		t.Fatal("asked without a way to ask")
+	}
+	calls, fail := 0, false
+	s.SetRemoteHierarchy(func(_ context.Context, server, roomID string, _ bool) (*ServerHierarchy, error) {
+		calls++
+		if fail {
+			return nil, errors.New("down")
+		}
+		return &ServerHierarchy{Room: HierarchyRoom{PublicRoom: PublicRoom{RoomID: roomID, Name: server}}}, nil
+	})
+	ask := func(server, roomID string, suggested bool) *ServerHierarchy {
+		t.Helper()
+		a, err := s.askHierarchy(context.Background(), server, roomID, suggested)
+		if err != nil && !fail {
+			t.Fatal(err)
+		}
+		return a
+	}
+	ask("a.test", "!s:a.test", false)
+	if a := ask("a.test", "!s:a.test", false); calls != 1 || a.Room.RoomID != "!s:a.test" {
+		t.Fatalf("%d calls, answer %+v", calls, a)
+	}
+	ask("a.test", "!s:a.test", true)
+	ask("b.test", "!s:a.test", false)
+	ask("a.test", "!t:a.test", false)
+	if calls != 4 {
+		t.Fatalf("%d calls, want 4", calls)
+	}
+	fail = true
+	ask("c.test", "!s:a.test", false)
+	ask("c.test", "!s:a.test", false)
+	if calls != 6 {
+		t.Fatalf("%d calls: a failure was kept", calls)
 	}
 }

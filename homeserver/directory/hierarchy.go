@@ -217,7 +217,7 @@ func (w *walk) remote(ctx context.Context, roomID string, via []string) (Hierarc
 	if known && learnt.ChildrenState != nil {
 		return learnt, true
 	}
-	if f := w.s.remoteHierarchy.Load(); f != nil {
+	if w.s.remoteHierarchy.Load() != nil {
 		tried := 0
 		for _, server := range via {
 			if server == w.s.cfg.ServerName || tried >= maxViaPerRoom || w.asked >= maxRemoteRequests {
@@ -225,7 +225,7 @@ func (w *walk) remote(ctx context.Context, roomID string, via []string) (Hierarc
 			}
 			tried++
 			w.asked++
-			resp, err := (*f)(ctx, server, roomID, w.suggestedOnly)
+			resp, err := w.s.askHierarchy(ctx, server, roomID, w.suggestedOnly)
 			if err != nil || resp.Room.RoomID != roomID {
 				continue
 			}

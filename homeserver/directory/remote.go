@@ -3,6 +3,9 @@ package directory
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
+	"time"
 
 	"github.com/parley-chat/parley/matrix/event"
 	"github.com/parley-chat/parley/matrix/id"
@@ -55,6 +58,54 @@ type RemoteHierarchy func(ctx context.Context, server, roomID string, suggestedO
 // SetRemoteHierarchy installs how other servers are asked about spaces
 // this server is not in.
 func (s *Service) SetRemoteHierarchy(f RemoteHierarchy) { s.remoteHierarchy.Store(&f) }
+
+// hierarchyCacheTTL is how long another server's answer about a space is
+// reused, as the spec suggests: clients page through a hierarchy and ask
+// again as users open spaces.
+const (
+	hierarchyCacheTTL  = time.Minute
+	hierarchyCacheSize = 1000
+)
+
+// hierarchyCache keeps other servers' answers about spaces.
+type hierarchyCache struct {
+	mu sync.Mutex
+	m  map[string]cachedHierarchy
+}
+
+type cachedHierarchy struct {
+	answer  *ServerHierarchy
+	expires time.Time
+}
+
+// askHierarchy asks server about a space through the installed
+// RemoteHierarchy, or answers from the cache.
+func (s *Service) askHierarchy(ctx context.Context, server, roomID string, suggestedOnly bool) (*ServerHierarchy, error) {
+	f := s.remoteHierarchy.Load()
+	if f == nil {
+		return nil, ErrNoRemoteDirectory
+	}
+	key := fmt.Sprintf("%s|%s|%t", server, roomID, suggestedOnly)
+	c := &s.hierarchies
+	now := time.Now()
+	c.mu.Lock()
+	if e, ok := c.m[key]; ok && now.Before(e.expires) {
+		c.mu.Unlock()
+		return e.answer, nil
+	}
+	c.mu.Unlock()
+	answer, err := (*f)(ctx, server, roomID, suggestedOnly)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= hierarchyCacheSize {
+		c.m = map[string]cachedHierarchy{} // crude but bounded
+	}
+	c.m[key] = cachedHierarchy{answer: answer, expires: now.Add(hierarchyCacheTTL)}
+	c.mu.Unlock()
+	return answer, nil
+}
 
 // ErrHierarchyNotFound: the room is not known here, or the asking server
 // may not reach it.
