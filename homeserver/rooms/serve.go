@@ -427,19 +427,7 @@ func (e *Engine) BackfillForServer(ctx context.Context, server, roomID string, f
 	if err != nil {
 		return nil, err
 	}
-	out := []json.RawMessage{}
-	for _, row := range rows {
-		if ok, err := e.serverMaySee(ctx, server, row); err != nil {
-			return nil, err
-		} else if ok {
-			js, err := e.jsonForServer(row)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, js)
-		}
-	}
-	return out, nil
+	return e.visibleToServer(ctx, server, rows)
 }
 
 // MissingEventsForServer answers /get_missing_events: events reachable
@@ -456,11 +444,7 @@ func (e *Engine) MissingEventsForServer(ctx context.Context, server, roomID stri
 	for _, id := range latest {
 		row, err := e.db.GetEvent(ctx, id)
 		if err == nil && row.RoomID == roomID {
-			var pe struct {
-				PrevEvents json.RawMessage `json:"prev_events"`
-			}
-			_ = json.Unmarshal([]byte(row.JSON), &pe)
-			queue = append(queue, authIDs(pe.PrevEvents)...)
+			queue = append(queue, prevEventIDs(row)...)
 		}
 	}
 	var rows []*storage.EventRow
@@ -476,13 +460,15 @@ func (e *Engine) MissingEventsForServer(ctx context.Context, server, roomID stri
 			continue
 		}
 		rows = append(rows, row)
-		var pe struct {
-			PrevEvents json.RawMessage `json:"prev_events"`
-		}
-		_ = json.Unmarshal([]byte(row.JSON), &pe)
-		queue = append(queue, authIDs(pe.PrevEvents)...)
+		queue = append(queue, prevEventIDs(row)...)
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].StreamPos < rows[j].StreamPos })
+	return e.visibleToServer(ctx, server, rows)
+}
+
+// visibleToServer is the events of rows that server may see (history
+// visibility), in the form sent over federation.
+func (e *Engine) visibleToServer(ctx context.Context, server string, rows []*storage.EventRow) ([]json.RawMessage, error) {
 	out := []json.RawMessage{}
 	for _, row := range rows {
 		if ok, err := e.serverMaySee(ctx, server, row); err != nil {
@@ -496,4 +482,13 @@ func (e *Engine) MissingEventsForServer(ctx context.Context, server, roomID stri
 		}
 	}
 	return out, nil
+}
+
+// prevEventIDs are a stored event's prev_events.
+func prevEventIDs(row *storage.EventRow) []string {
+	var pe struct {
+		PrevEvents json.RawMessage `json:"prev_events"`
+	}
+	_ = json.Unmarshal([]byte(row.JSON), &pe)
+	return authIDs(pe.PrevEvents)
 }
