@@ -50,11 +50,7 @@ func (s *Service) Children(ctx context.Context, req ChildrenRequest) (*Page, err
 	if err != nil {
 		return nil, err
 	}
-	limit := req.Limit
-	if limit <= 0 {
-		limit = 10
-	}
-	limit = min(limit, 100)
+	limit := pageLimit(req.Limit)
 	depth := 1
 	if req.Recurse {
 		depth = RecursionDepth
@@ -142,11 +138,7 @@ func (s *Service) Threads(ctx context.Context, req ThreadsRequest) (*Page, error
 	if err != nil {
 		return nil, err
 	}
-	limit := req.Limit
-	if limit <= 0 {
-		limit = 10
-	}
-	limit = min(limit, 100)
+	limit := pageLimit(req.Limit)
 	participant := ""
 	if req.Participated {
 		participant = req.Viewer.UserID
@@ -215,4 +207,12 @@ func redactContent(ev *rooms.ClientEvent, version event.RoomVersion) error {
 	}
 	ev.Content = red.Content()
 	return nil
+}
+
+// pageLimit is a page's size: 10 when not asked for, at most 100.
+func pageLimit(asked int) int {
+	if asked <= 0 {
+		return 10
+	}
+	return min(asked, 100)
 }
