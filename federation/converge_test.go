@@ -18,12 +18,8 @@ import (
 // both have seen everything, they hold the same state and the same
 // messages.
 func TestConcurrentWritesConverge(t *testing.T) {
-	n := newTestNet(t, "hs1.test", "hs2.test")
-	hs1 := n.start(t, "hs1.test", noLimits)
-	hs2 := n.start(t, "hs2.test", noLimits)
+	hs1, hs2, alice, bob := twoServers(t)
 	ctx := context.Background()
-	alice := fedUser(t, hs1, "alice")
-	bob := fedUser(t, hs2, "bob")
 	room := sharedRoom(t, alice, bob, "hs1.test")
 	// Bob may change the room's state too.
 	var pl mevent.PowerLevelsEventContent

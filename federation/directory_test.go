@@ -13,12 +13,8 @@ import (
 // TestRemotePublicRooms: bob on hs2 lists and searches hs1's public room
 // directory through his own server.
 func TestRemotePublicRooms(t *testing.T) {
-	n := newTestNet(t, "hs1.test", "hs2.test")
-	hs1 := n.start(t, "hs1.test", noLimits)
-	hs2 := n.start(t, "hs2.test", noLimits)
+	_, hs2, alice, bob := twoServers(t)
 	ctx := context.Background()
-	alice := fedUser(t, hs1, "alice")
-	bob := fedUser(t, hs2, "bob")
 	if _, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Visibility: "public", Preset: "public_chat", Name: "Interagency lounge"}); err != nil {
 		t.Fatal(err)
 	}

@@ -199,12 +199,8 @@ func (s *syncer) untilChanged(user mid.UserID) {
 // cache of the other server's users follows them and resynchronises after
 // a missed update.
 func TestE2EEFederationDeviceLists(t *testing.T) {
-	n := newTestNet(t, "hs1.test", "hs2.test")
-	hs1 := n.start(t, "hs1.test", noLimits)
-	hs2 := n.start(t, "hs2.test", noLimits)
+	hs1, hs2, alice, bob := twoServers(t)
 	ctx := context.Background()
-	alice := fedUser(t, hs1, "alice")
-	bob := fedUser(t, hs2, "bob")
 	aliceSync := &syncer{t: t, cli: alice}
 	bobSync := &syncer{t: t, cli: bob}
 	room := e2eRoom(t, alice, "hs1.test", bob)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix"
+
 	"github.com/parley-chat/parley/federation/discovery"
 	"github.com/parley-chat/parley/federation/fedclient"
 	"github.com/parley-chat/parley/federation/keyring"
@@ -59,6 +61,15 @@ func newTestNet(t *testing.T, names ...string) *testNet {
 func (n *testNet) start(t *testing.T, name string, configure func(*config.Config)) *hstest.Server {
 	t.Helper()
 	return n.Start(t, name, configure)
+}
+
+// twoServers starts hs1.test and hs2.test, federating, with alice on hs1
+// and bob on hs2.
+func twoServers(t *testing.T) (hs1, hs2 *hstest.Server, alice, bob *mautrix.Client) {
+	t.Helper()
+	n := newTestNet(t, "hs1.test", "hs2.test")
+	hs1, hs2 = n.start(t, "hs1.test", noLimits), n.start(t, "hs2.test", noLimits)
+	return hs1, hs2, fedUser(t, hs1, "alice"), fedUser(t, hs2, "bob")
 }
 
 func pubKey(s *hstest.Server) ed25519.PublicKey { return s.SigningKey.Key.Public().(ed25519.PublicKey) }

@@ -17,12 +17,8 @@ import (
 // describes the rooms it is in to the other (federation /hierarchy), and
 // only the rooms a user may see are listed.
 func TestSpaceHierarchyAcrossServers(t *testing.T) {
-	n := newTestNet(t, "hs1.test", "hs2.test")
-	hs1 := n.start(t, "hs1.test", noLimits)
-	hs2 := n.start(t, "hs2.test", noLimits)
+	_, hs2, alice, bob := twoServers(t)
 	ctx := context.Background()
-	alice := fedUser(t, hs1, "alice")
-	bob := fedUser(t, hs2, "bob")
 	dave := fedUser(t, hs2, "dave")
 
 	create := func(cli *mautrix.Client, req *mautrix.ReqCreateRoom) mid.RoomID {

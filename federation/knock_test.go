@@ -11,12 +11,8 @@ import (
 // TestKnockAcrossServers: bob on hs2 knocks on a knockable room on hs1,
 // alice sees the knock and invites him, and he joins.
 func TestKnockAcrossServers(t *testing.T) {
-	n := newTestNet(t, "hs1.test", "hs2.test")
-	hs1 := n.start(t, "hs1.test", noLimits)
-	hs2 := n.start(t, "hs2.test", noLimits)
+	_, _, alice, bob := twoServers(t)
 	ctx := context.Background()
-	alice := fedUser(t, hs1, "alice")
-	bob := fedUser(t, hs2, "bob")
 	aliceSync := &syncer{t: t, cli: alice}
 	bobSync := &syncer{t: t, cli: bob}
 	aliceSync.waitFor("initial", func(*mautrix.RespSync) bool { return true })

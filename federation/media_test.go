@@ -16,12 +16,8 @@ import (
 // hs1; hs2 fetches it over federation once and then serves it from its
 // cache, also after hs1 is gone.
 func TestRemoteMediaOverFederation(t *testing.T) {
-	n := newTestNet(t, "hs1.test", "hs2.test")
-	hs1 := n.start(t, "hs1.test", noLimits)
-	hs2 := n.start(t, "hs2.test", noLimits)
+	hs1, hs2, alice, bob := twoServers(t)
 	ctx := context.Background()
-	alice := fedUser(t, hs1, "alice")
-	bob := fedUser(t, hs2, "bob")
 	content := bytes.Repeat([]byte("parley media "), 1000)
 	up, err := alice.UploadBytesWithName(ctx, content, "text/plain", "notes.txt")
 	if err != nil {
@@ -64,12 +60,8 @@ func TestRemoteMediaOverFederation(t *testing.T) {
 // from its own server's /sync, downloads the ciphertext through hs2 (which
 // fetches it over federation) and decrypts it.
 func TestEncryptedAttachmentAcrossServers(t *testing.T) {
-	n := newTestNet(t, "hs1.test", "hs2.test")
-	hs1 := n.start(t, "hs1.test", noLimits)
-	hs2 := n.start(t, "hs2.test", noLimits)
+	_, _, alice, bob := twoServers(t)
 	ctx := context.Background()
-	alice := fedUser(t, hs1, "alice")
-	bob := fedUser(t, hs2, "bob")
 	bobSync := &syncer{t: t, cli: bob}
 	bobSync.waitFor("initial", func(*mautrix.RespSync) bool { return true })
 	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})

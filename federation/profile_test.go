@@ -12,12 +12,8 @@ import (
 
 // TestRemoteProfile: alice on hs1 reads the profile of bob on hs2.
 func TestRemoteProfile(t *testing.T) {
-	n := newTestNet(t, "hs1.test", "hs2.test")
-	hs1 := n.start(t, "hs1.test", noLimits)
-	hs2 := n.start(t, "hs2.test", noLimits)
+	_, _, alice, bob := twoServers(t)
 	ctx := context.Background()
-	alice := fedUser(t, hs1, "alice")
-	bob := fedUser(t, hs2, "bob")
 	if err := bob.SetDisplayName(ctx, "Bob of Agency Two"); err != nil {
 		t.Fatal(err)
 	}

@@ -12,12 +12,8 @@ import (
 // another room; bob on hs2 cannot join it before joining that room and can
 // after, with hs1 authorising the join (join_authorised_via_users_server).
 func TestRestrictedJoinAcrossServers(t *testing.T) {
-	n := newTestNet(t, "hs1.test", "hs2.test")
-	hs1 := n.start(t, "hs1.test", noLimits)
-	hs2 := n.start(t, "hs2.test", noLimits)
+	_, _, alice, bob := twoServers(t)
 	ctx := context.Background()
-	alice := fedUser(t, hs1, "alice")
-	bob := fedUser(t, hs2, "bob")
 	aliceSync := &syncer{t: t, cli: alice}
 	aliceSync.waitFor("initial", func(*mautrix.RespSync) bool { return true })
 	space, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "Agency space", RoomVersion: "10"})

@@ -76,12 +76,8 @@ func hasMessage(roomID mid.RoomID, body string) func(*mautrix.RespSync) bool {
 }
 
 func TestRoomsAcrossServers(t *testing.T) {
-	n := newTestNet(t, "hs1.test", "hs2.test")
-	hs1 := n.start(t, "hs1.test", noLimits)
-	hs2 := n.start(t, "hs2.test", noLimits)
+	_, hs2, alice, bob := twoServers(t)
 	ctx := context.Background()
-	alice := fedUser(t, hs1, "alice")
-	bob := fedUser(t, hs2, "bob")
 	carol := fedUser(t, hs2, "carol")
 	aliceSync := &syncer{t: t, cli: alice}
 	bobSync := &syncer{t: t, cli: bob}

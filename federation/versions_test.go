@@ -15,12 +15,8 @@ import (
 // make_leave/send_leave. The versions differ in event ID format, redaction
 // and auth rules, state resolution and (12) room IDs.
 func TestEveryRoomVersionAcrossServers(t *testing.T) {
-	n := newTestNet(t, "hs1.test", "hs2.test")
-	hs1 := n.start(t, "hs1.test", noLimits)
-	hs2 := n.start(t, "hs2.test", noLimits)
+	_, _, alice, bob := twoServers(t)
 	ctx := context.Background()
-	alice := fedUser(t, hs1, "alice")
-	bob := fedUser(t, hs2, "bob")
 	for v := 1; v <= 12; v++ {
 		version := mid.RoomVersion(fmt.Sprint(v))
 		for _, dir := range []struct {
