@@ -501,6 +501,58 @@ func TestFederationAttacks(t *testing.T) {
 		})
 	}
 
+	t.Run("malformed and oversized PDUs", func(t *testing.T) {
+		// Each bad PDU gets an error of its own; nothing of it is stored
+		// and the good PDU of the same transaction goes in.
+		// Mallory is banned by now; trudy joined in the replay test.
+		good := f.message("@trudy:hs3.test", "between the bad ones")
+		var obj map[string]any
+		_ = json.Unmarshal(f.message("@trudy:hs3.test", "x").JSON(), &obj)
+		obj["content"] = map[string]any{"msgtype": "m.text", "body": strings.Repeat("x", 70_000)}
+		huge, _ := json.Marshal(obj)
+		pdus := []json.RawMessage{json.RawMessage(`"not an object"`), huge, good.JSON(), json.RawMessage(`{"type":"m.room.message"}`)}
+		res, err := sendTxn(t, hs3, "hs2.test", "malformed", pdus...)
+		if err != nil {
+			t.Fatalf("a transaction with bad PDUs: %v", err)
+		}
+		if r, ok := res.PDUs[good.EventID()]; !ok || r.Error != "" {
+			t.Fatalf("the good PDU: %+v", res.PDUs)
+		}
+		for id, r := range res.PDUs {
+			if id != good.EventID() && (r.Error == "" || knowledge(t, hs2, id) != storage.Unknown) {
+				t.Errorf("bad PDU %s: %+v, held as %d", id, r, knowledge(t, hs2, id))
+			}
+		}
+		if k := knowledge(t, hs2, good.EventID()); k != storage.InTimeline {
+			t.Fatalf("the good PDU is not in the timeline (%d)", k)
+		}
+		// A body nested deeper than any canonical JSON we read cannot
+		// even have its signature checked: refused as a whole, with a
+		// Matrix error.
+		body := `{"origin":"hs3.test","pdus":[],"edus":[` + strings.Repeat("[", 20_000) + strings.Repeat("]", 20_000) + `]}`
+		uri := "/_matrix/federation/v1/send/deep"
+		auth, err := xmatrix.Sign(xmatrix.Request{Method: "PUT", URI: uri, Origin: "hs3.test", Destination: "hs2.test",
+			Content: []byte(`{"origin":"hs3.test"}`)}, hs3.SigningKey.KeyID, hs3.SigningKey.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("PUT", "https://"+n.Addrs["hs2.test"]+uri, strings.NewReader(body))
+		req.Header.Set("Authorization", auth)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := rawClient(n, "hs2.test").Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 || !strings.Contains(string(data), `"errcode":"M_`) {
+			t.Fatalf("a body nested 20,000 deep: %d %s", resp.StatusCode, data)
+		}
+		if _, err := bob.SendText(ctx, room, "still standing"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("oversized transaction", func(t *testing.T) {
 		var evs []*event.Event
 		for i := 0; i < 51; i++ {
