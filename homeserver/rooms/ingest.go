@@ -673,7 +673,10 @@ func (r *room) flushRemote(ctx context.Context, b *remoteBatch) error {
 	defer r.headMu.Unlock()
 	snap := r.snapshotNow()
 	if snap != b.baseSnapshot {
+		// The request is checked again from the start (ingestBatch);
+		// should that keep happening, the events are answered with this.
 		b.moved = true
+		b.answerPending(errHeadMoved)
 		return errHeadMoved
 	}
 	first := e.cfg.Positions.Allocate(n)
@@ -734,11 +737,7 @@ func (r *room) flushRemote(ctx context.Context, b *remoteBatch) error {
 		// Nothing was written: the pending events of the request are
 		// answered with the error, and the batch goes on from the
 		// committed head.
-		for _, p := range b.pending {
-			if p.index >= 0 && p.index < len(b.errs) {
-				b.errs[p.index] = err
-			}
-		}
+		b.answerPending(err)
 		fresh := r.newRemoteBatch(ctx)
 		fresh.src, fresh.known, fresh.errs = b.src, b.known, b.errs
 		fresh.src.head = fresh.state
@@ -757,6 +756,15 @@ func (r *room) flushRemote(ctx context.Context, b *remoteBatch) error {
 	r.notify(all, first+int64(n)-1)
 	b.base, b.baseSnapshot, b.pending, b.after, b.copied = b.ids, snap, nil, map[string]storage.StateMap{}, 0
 	return nil
+}
+
+// answerPending answers the request's pending events with err.
+func (b *remoteBatch) answerPending(err error) {
+	for _, p := range b.pending {
+		if p.index >= 0 && p.index < len(b.errs) {
+			b.errs[p.index] = err
+		}
+	}
 }
 
 // stateChanges is what differs in state from base: changed and added
