@@ -230,7 +230,10 @@ func (w *walk) remote(ctx context.Context, roomID string, via []string) (Hierarc
 				continue
 			}
 			for _, c := range resp.Children {
-				if _, ok := w.learnt[c.RoomID]; !ok && c.RoomID != "" && len(w.learnt) < maxHierarchyRooms {
+				if _, ok := w.learnt[c.RoomID]; !ok && strings.HasPrefix(c.RoomID, "!") && len(w.learnt) < maxHierarchyRooms {
+					if c.ChildrenState != nil { // nil: not told, asked if needed
+						c.ChildrenState = validChildren(c.ChildrenState, w.suggestedOnly)
+					}
 					w.learnt[c.RoomID] = c
 				}
 			}
