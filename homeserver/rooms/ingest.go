@@ -747,6 +747,7 @@ func (r *room) flushRemote(ctx context.Context, b *remoteBatch) error {
 	r.mu.Lock()
 	r.state, r.snapshot, r.extremities = b.state, snap, b.ext
 	r.depth = max(r.depth, b.depth)
+	r.stateGen++
 	r.mu.Unlock()
 	all := make([]built, n)
 	for i, p := range b.pending {

@@ -338,6 +338,7 @@ func (e *Engine) storeJoinedRoom(ctx context.Context, version event.RoomVersion,
 		// on the old head: moving it here is safe.
 		loaded.mu.Lock()
 		loaded.state, loaded.snapshot, loaded.depth, loaded.extremities = r.state, r.snapshot, r.depth, r.extremities
+		loaded.stateGen++
 		loaded.mu.Unlock()
 		// The sequencer builds on its own copy of the head: it must
 		// start again from the committed one.

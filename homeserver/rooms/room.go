@@ -34,6 +34,11 @@ type room struct {
 	snapshot    int64
 	depth       int64
 	extremities []*event.Event
+	// stateGen counts the changes of state (under mu), so that what is
+	// derived from it (interest) knows when it is out of date. Whoever
+	// changes state on a room others can see must bump it.
+	stateGen uint64
+	interest interestCache
 
 	// The sequencer builds the next batch while the committer persists the
 	// previous one, so signing overlaps the database round trips. The
@@ -339,6 +344,9 @@ func (r *room) commit(p *prepared) {
 	for k, ev := range p.h.view.overlay {
 		r.state[k] = ev
 	}
+	if len(p.h.view.overlay) > 0 {
+		r.stateGen++
+	}
 	r.depth, r.extremities = p.h.depth, p.h.extremities
 	r.mu.Unlock()
 
@@ -559,31 +567,55 @@ func (r *room) notify(all []built, pos int64) {
 	if r.e.cfg.Notifier == nil {
 		return
 	}
+	users, set := r.localInterested()
 	suffix := ":" + r.e.cfg.ServerName
-	seen := map[string]bool{}
-	var users []string
-	add := func(u string) {
-		if strings.HasSuffix(u, suffix) && !seen[u] {
-			seen[u] = true
-			users = append(users, u)
-		}
-	}
 	for _, b := range all {
-		if b.ev.Type() == "m.room.member" {
-			add(*b.ev.StateKey())
+		if b.ev.Type() != "m.room.member" {
+			continue
+		}
+		if u := *b.ev.StateKey(); strings.HasSuffix(u, suffix) && !set[u] {
+			// A copy: the cached list is shared.
+			users = append(users[:len(users):len(users)], u)
 		}
 	}
+	r.e.cfg.Notifier.OnNewEvents(pos, users)
+}
+
+// interestCache is the local users joined, invited or knocking in the
+// room's state, for notify: walking the whole state for every batch would
+// cost the size of the room each time.
+type interestCache struct {
+	mu    sync.Mutex
+	ok    bool
+	gen   uint64
+	users []string // never changed once cached: a new list replaces it
+	set   map[string]bool
+}
+
+// localInterested returns the local users joined, invited or knocking in
+// the committed state, as a list and a set (both read-only).
+func (r *room) localInterested() ([]string, map[string]bool) {
 	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c := &r.interest
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ok && c.gen == r.stateGen {
+		return c.users, c.set
+	}
+	suffix := ":" + r.e.cfg.ServerName
+	users, set := []string{}, map[string]bool{}
 	for k, ev := range r.state {
-		if k.Type != "m.room.member" {
+		if k.Type != "m.room.member" || !strings.HasSuffix(k.StateKey, suffix) {
 			continue
 		}
 		if m, _ := ev.Membership(); m == "join" || m == "invite" || m == "knock" {
-			add(k.StateKey)
+			users = append(users, k.StateKey)
+			set[k.StateKey] = true
 		}
 	}
-	r.mu.RUnlock()
-	r.e.cfg.Notifier.OnNewEvents(pos, users)
+	c.ok, c.gen, c.users, c.set = true, r.stateGen, users, set
+	return users, set
 }
 
 // errorf formats an internal error.
