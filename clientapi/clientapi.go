@@ -23,7 +23,7 @@ import (
 // SupportedVersions are the client-server spec versions this server
 // implements. Clients use the list to decide what they may call, so only
 // versions whose endpoints really work are listed: r0.6.1, v1.1 and v1.2
-// (spaces and /hierarchy included; 3PIDs, guests, registration tokens and
+// (spaces, /hierarchy and registration tokens included; 3PIDs, guests and
 // single sign-on are optional and absent). Later versions are not claimed
 // until each one's additions are checked; features of later versions that
 // do work are announced in UnstableFeatures.
@@ -44,6 +44,9 @@ type Config struct {
 	PublicBaseURL string
 	// RegistrationEnabled opens /register to everyone.
 	RegistrationEnabled bool
+	// RegistrationRequiresToken limits /register to holders of a
+	// registration token (with RegistrationEnabled).
+	RegistrationRequiresToken bool
 	// RegistrationSharedSecret enables the shared-secret admin
 	// registration API when not empty.
 	RegistrationSharedSecret string
@@ -106,9 +109,9 @@ func (a *API) Register(r *mux.Router) {
 	}
 	if a.users != nil {
 		a.registerAccountRoutes(route)
-		a.registerAdminRoutes(func(path string, h http.HandlerFunc, methods ...string) {
-			r.HandleFunc(path, h).Methods(methods...)
-		})
+		raw := func(path string, h http.HandlerFunc, methods ...string) { r.HandleFunc(path, h).Methods(methods...) }
+		a.registerAdminRoutes(raw)
+		a.registerTokenRoutes(raw)
 	}
 	if a.rooms.Rooms != nil {
 		a.registerRoomRoutes(route)

@@ -30,7 +30,8 @@ type registerResponse struct {
 }
 
 // register is POST /register: open registration with an m.login.dummy
-// user-interactive authentication.
+// user-interactive authentication, or an m.login.registration_token one
+// when registration requires a token.
 func (a *API) register(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Query().Get("kind") {
 	case "", "user":
@@ -83,16 +84,19 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		httputil.WriteError(w, httputil.InvalidParam("passwords may be at most 72 bytes long"))
 		return
 	}
-	if !a.userInteractiveAuth(w, r, users.UIARequest{Action: "POST /register", Flows: users.DummyFlows, Auth: req.Auth}) {
+	uia := users.UIARequest{Action: "POST /register", Flows: users.DummyFlows, Auth: req.Auth}
+	if a.cfg.RegistrationRequiresToken {
+		uia.Flows = users.RegistrationTokenFlows
+	}
+	if !a.uiaRateLimit(w, r, uia) {
 		return
 	}
 	account := users.NewAccount{Username: req.Username, Password: req.Password}
 	if !req.InhibitLogin {
 		account.Device = &users.DeviceParams{DeviceID: req.DeviceID, DisplayName: req.InitialDeviceDisplayName, IP: a.clientIP(r)}
 	}
-	sess, err := a.users.CreateAccount(r.Context(), account)
-	if err != nil {
-		writeUsersError(w, r, err)
+	sess, ch, err := a.users.RegisterInteractive(r.Context(), uia, account)
+	if !a.uiaAnswer(w, r, ch, err) {
 		return
 	}
 	httputil.Logger(r.Context()).WithField("user_id", sess.UserID).Info("registered a new account")

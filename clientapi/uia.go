@@ -16,16 +16,29 @@ import (
 // Password attempts count against the login rate limit of the account, so
 // that a stolen access token does not open a way to guess the password.
 func (a *API) userInteractiveAuth(w http.ResponseWriter, r *http.Request, req users.UIARequest) bool {
+	if !a.uiaRateLimit(w, r, req) {
+		return false
+	}
+	ch, err := a.users.UserInteractiveAuth(r.Context(), req)
+	return a.uiaAnswer(w, r, ch, err)
+}
+
+// uiaRateLimit applies the login rate limit to password attempts.
+func (a *API) uiaRateLimit(w http.ResponseWriter, r *http.Request, req users.UIARequest) bool {
 	if req.Auth != nil && req.Auth.Type == users.AuthTypePassword {
 		key := "user:" + req.Localpart
 		if req.Localpart == "" {
 			key = a.rateLimitKeyIP(r)
 		}
-		if !a.rateLimit(w, a.cfg.RateLimits.Login, key, nil) {
-			return false
-		}
+		return a.rateLimit(w, a.cfg.RateLimits.Login, key, nil)
 	}
-	ch, err := a.users.UserInteractiveAuth(r.Context(), req)
+	return true
+}
+
+// uiaAnswer answers a step of user-interactive authentication that did not
+// authenticate the request (a challenge or an error) and returns false, or
+// returns true.
+func (a *API) uiaAnswer(w http.ResponseWriter, r *http.Request, ch *users.UIAChallenge, err error) bool {
 	if err != nil {
 		writeUsersError(w, r, err)
 		return false

@@ -40,9 +40,22 @@ func (db *DB) CreateAccount(ctx context.Context, a Account) error {
 // first device and access token, all or nothing: a registration that fails
 // half way leaves no account behind.
 func (db *DB) CreateAccountWithDevice(ctx context.Context, a Account, d *NewDevice) error {
+	return db.CreateAccountWithToken(ctx, a, d, "")
+}
+
+// CreateAccountWithToken is CreateAccountWithDevice for a registration
+// whose UIA session tokenSession reserved a use of a registration token
+// ("" for none): in the same transaction the reserved use becomes a
+// completed one. It returns ErrNotFound when the reservation is gone.
+func (db *DB) CreateAccountWithToken(ctx context.Context, a Account, d *NewDevice, tokenSession string) error {
 	return db.WithTx(ctx, func(tx *sql.Tx) error {
 		if err := createAccount(ctx, tx, a); err != nil {
 			return err
+		}
+		if tokenSession != "" {
+			if err := completeReservation(ctx, tx, tokenSession); err != nil {
+				return err
+			}
 		}
 		if d == nil {
 			return nil

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 )
 
@@ -17,10 +18,14 @@ type UIASession struct {
 	ExpiresTS int64
 }
 
-// CreateUIASession stores a new session and drops expired ones.
+// CreateUIASession stores a new session and drops expired ones, giving
+// back the registration token uses they reserved.
 func (db *DB) CreateUIASession(ctx context.Context, s UIASession, now int64) error {
 	if _, err := db.ExecContext(ctx, `DELETE FROM uia_sessions WHERE expires_ts <= $1`, now); err != nil {
 		return fmt.Errorf("storage: expire UIA sessions: %w", err)
+	}
+	if err := db.WithTx(ctx, func(tx *sql.Tx) error { return expireRegistrationTokenReservations(ctx, tx, now) }); err != nil {
+		return err
 	}
 	if _, err := db.ExecContext(ctx, `INSERT INTO uia_sessions (session_id, action, localpart, completed, expires_ts)
 		VALUES ($1, $2, $3, $4, $5)`, s.ID, s.Action, s.Localpart, s.Completed, s.ExpiresTS); err != nil {

@@ -92,6 +92,10 @@ type TLS struct {
 type Registration struct {
 	// Enabled allows anyone to register through the client API.
 	Enabled bool `yaml:"enabled"`
+	// RequiresToken limits registration to holders of a registration token
+	// (m.login.registration_token), which admins create with the
+	// /_parley/admin/v1/registration_tokens API. It needs Enabled.
+	RequiresToken bool `yaml:"requires_token"`
 	// SharedSecret enables the shared-secret admin registration API when set.
 	SharedSecret string `yaml:"shared_secret"`
 }
@@ -200,6 +204,9 @@ func (c *Config) validate() error {
 	}
 	if c.Database == "sqlite:" {
 		return keyError("database", "sqlite: needs a file path")
+	}
+	if c.Registration.RequiresToken && !c.Registration.Enabled {
+		return keyError("registration.requires_token", "needs registration.enabled: true (registration is closed to everyone now)")
 	}
 	for key, addr := range map[string]string{"listen_client": c.ListenClient, "listen_federation": c.ListenFederation} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {

@@ -125,6 +125,7 @@ func TestLoadBadFiles(t *testing.T) {
 		{"negative burst", "rate_limits:\n  registration:\n    burst: -1\n", "rate_limits.registration.burst"},
 		{"zero rate with burst", "rate_limits:\n  message_sending:\n    per_second: 0\n", "rate_limits.message_sending.per_second"},
 		{"unknown limit", "rate_limits:\n  logins: {}\n", "rate_limits.logins"},
+		{"token without registration", "registration:\n  requires_token: true\n", "registration.requires_token"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -195,6 +196,7 @@ func TestEnvironmentOverrides(t *testing.T) {
 		"PARLEY_LISTEN_FEDERATION=0.0.0.0:9448",
 		"PARLEY_REGISTRATION_ENABLED=true",
 		"PARLEY_REGISTRATION_SHARED_SECRET=s3cret",
+		"PARLEY_REGISTRATION_REQUIRES_TOKEN=true",
 		"PARLEY_DATABASE_POOL_MAX_OPEN_CONNS=7",
 		"PARLEY_SHUTDOWN_TIMEOUT=3s",
 		"PARLEY_TEST_POSTGRES=ignored",
@@ -206,7 +208,7 @@ func TestEnvironmentOverrides(t *testing.T) {
 	want := Config{
 		ServerName: "env.example", DataDir: "/srv/parley", Database: "postgres://u@h/db",
 		ListenClient: "0.0.0.0:9008", ListenFederation: "0.0.0.0:9448",
-		Registration: Registration{Enabled: true, SharedSecret: "s3cret"},
+		Registration: Registration{Enabled: true, RequiresToken: true, SharedSecret: "s3cret"},
 	}
 	if c.ServerName != want.ServerName || c.DataDir != want.DataDir || c.Database != want.Database ||
 		c.ListenClient != want.ListenClient || c.ListenFederation != want.ListenFederation ||

@@ -44,6 +44,9 @@ type NewAccount struct {
 	// Device is the first device to log in; nil registers without logging
 	// in (inhibit_login).
 	Device *DeviceParams
+	// tokenSession is the UIA session that reserved a use of a
+	// registration token for this account (RegisterInteractive).
+	tokenSession string
 }
 
 // CheckUsername validates a requested username (lowercased, as the spec
@@ -113,7 +116,7 @@ func (s *Service) CreateAccount(ctx context.Context, a NewAccount) (*Session, er
 			dev, token = s.newDevice(localpart, *a.Device)
 			sess.DeviceID, sess.AccessToken = dev.DeviceID, token
 		}
-		err = s.db.CreateAccountWithDevice(ctx, account, dev)
+		err = s.db.CreateAccountWithToken(ctx, account, dev, a.tokenSession)
 		if errors.Is(err, storage.ErrUserExists) {
 			if generate && attempt < 5 {
 				continue

@@ -14,8 +14,9 @@ import (
 // The authentication types of user-interactive authentication this server
 // offers.
 const (
-	AuthTypePassword = "m.login.password"
-	AuthTypeDummy    = "m.login.dummy"
+	AuthTypePassword          = "m.login.password"
+	AuthTypeDummy             = "m.login.dummy"
+	AuthTypeRegistrationToken = "m.login.registration_token"
 )
 
 // uiaSessionTTL is how long a client has to finish a user-interactive
@@ -34,6 +35,15 @@ var PasswordFlows = []Flow{{Stages: []string{AuthTypePassword}}}
 // DummyFlows are the flows of open registration.
 var DummyFlows = []Flow{{Stages: []string{AuthTypeDummy}}}
 
+// RegistrationTokenFlows are the flows of registration that needs a
+// registration token. The token stage alone completes it: m.login.dummy is
+// only there to complete a flow with no other stage, or to tell apart flows
+// one of which would otherwise be a subset of another (client-server API,
+// "Dummy Auth"), and neither is the case here. Synapse offers
+// [registration_token, dummy] only because it prepends the token stage to
+// its default dummy flow; clients follow whatever flow is offered.
+var RegistrationTokenFlows = []Flow{{Stages: []string{AuthTypeRegistrationToken}}}
+
 // AuthData is the "auth" object a client sends to complete a stage.
 type AuthData struct {
 	Type    string `json:"type"`
@@ -42,6 +52,8 @@ type AuthData struct {
 	Identifier *Identifier `json:"identifier"`
 	User       string      `json:"user"`
 	Password   string      `json:"password"`
+	// m.login.registration_token: the token.
+	Token string `json:"token"`
 }
 
 // UIARequest is one request to an endpoint protected by user-interactive
@@ -81,6 +93,13 @@ type UIAChallenge struct {
 // the spec requires even when the only stage is m.login.dummy. An unknown,
 // expired or foreign session also gets a fresh challenge.
 func (s *Service) UserInteractiveAuth(ctx context.Context, req UIARequest) (*UIAChallenge, error) {
+	_, _, ch, err := s.userInteractiveAuth(ctx, req)
+	return ch, err
+}
+
+// userInteractiveAuth is UserInteractiveAuth that also returns, once the
+// request is authenticated, the session it completed and its stages.
+func (s *Service) userInteractiveAuth(ctx context.Context, req UIARequest) (string, []string, *UIAChallenge, error) {
 	now := s.now()
 	var sess *storage.UIASession
 	if req.Auth != nil && req.Auth.Session != "" {
@@ -88,7 +107,7 @@ func (s *Service) UserInteractiveAuth(ctx context.Context, req UIARequest) (*UIA
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
 		case err != nil:
-			return nil, err
+			return "", nil, nil, err
 		case got.Action == req.Action && got.Localpart == req.Localpart:
 			sess = got
 		}
@@ -99,19 +118,19 @@ func (s *Service) UserInteractiveAuth(ctx context.Context, req UIARequest) (*UIA
 			Completed: "[]", ExpiresTS: now.Add(uiaSessionTTL).UnixMilli(),
 		}
 		if err := s.db.CreateUIASession(ctx, *sess, now.UnixMilli()); err != nil {
-			return nil, err
+			return "", nil, nil, err
 		}
 		if req.Auth == nil || req.Auth.Session != "" {
-			return challenge(req, sess.ID, nil, "", ""), nil
+			return "", nil, challenge(req, sess.ID, nil, "", ""), nil
 		}
 		// An auth object without a session attempts its stage in the new one.
 	}
 	var completed []string
 	if err := json.Unmarshal([]byte(sess.Completed), &completed); err != nil {
-		return nil, fmt.Errorf("UIA session %s: %w", sess.ID, err)
+		return "", nil, nil, fmt.Errorf("UIA session %s: %w", sess.ID, err)
 	}
 	if req.Auth == nil {
-		return challenge(req, sess.ID, completed, "", ""), nil
+		return "", nil, challenge(req, sess.ID, completed, "", ""), nil
 	}
 	// A stage may be attempted only if it is next in some flow that
 	// agrees with what is completed. An auth object without a type only
@@ -120,40 +139,42 @@ func (s *Service) UserInteractiveAuth(ctx context.Context, req UIARequest) (*UIA
 		if !nextStage(req.Flows, completed, typ) {
 			if slices.Contains(completed, typ) {
 				// Completed stages cannot be retried.
-				return challenge(req, sess.ID, completed, "", ""), nil
+				return "", nil, challenge(req, sess.ID, completed, "", ""), nil
 			}
-			return challenge(req, sess.ID, completed, "M_FORBIDDEN", fmt.Sprintf("authentication type %q is not expected here", typ)), nil
+			return "", nil, challenge(req, sess.ID, completed, "M_FORBIDDEN", fmt.Sprintf("authentication type %q is not expected here", typ)), nil
 		}
-		if code, msg, err := s.attemptStage(ctx, req); err != nil {
-			return nil, err
+		if code, msg, err := s.attemptStage(ctx, req, sess); err != nil {
+			return "", nil, nil, err
 		} else if code != "" {
-			return challenge(req, sess.ID, completed, code, msg), nil
+			return "", nil, challenge(req, sess.ID, completed, code, msg), nil
 		}
 		completed = append(completed, typ)
 	}
 	if !flowComplete(req.Flows, completed) {
 		b, _ := json.Marshal(completed)
 		if err := s.db.SetUIASessionCompleted(ctx, sess.ID, string(b)); err != nil {
-			return nil, err
+			return "", nil, nil, err
 		}
-		return challenge(req, sess.ID, completed, "", ""), nil
+		return "", nil, challenge(req, sess.ID, completed, "", ""), nil
 	}
 	// Used up: the session cannot authorise a second request. Of two
 	// requests completing it at once, only the one that deletes it goes on.
 	if ok, err := s.db.DeleteUIASession(ctx, sess.ID); err != nil {
-		return nil, err
+		return "", nil, nil, err
 	} else if !ok {
-		return challenge(req, sess.ID, completed, "M_FORBIDDEN", "the authentication session was used up"), nil
+		return "", nil, challenge(req, sess.ID, completed, "M_FORBIDDEN", "the authentication session was used up"), nil
 	}
-	return nil, nil
+	return sess.ID, completed, nil, nil
 }
 
 // attemptStage checks the credentials of one stage; a failure returns the
 // error code and message for the challenge.
-func (s *Service) attemptStage(ctx context.Context, req UIARequest) (code, msg string, err error) {
+func (s *Service) attemptStage(ctx context.Context, req UIARequest, sess *storage.UIASession) (code, msg string, err error) {
 	switch req.Auth.Type {
 	case AuthTypeDummy:
 		return "", "", nil
+	case AuthTypeRegistrationToken:
+		return s.reserveRegistrationToken(ctx, req.Auth.Token, sess)
 	case AuthTypePassword:
 		localpart := req.Localpart
 		if req.Auth.Identifier != nil || req.Auth.User != "" {
