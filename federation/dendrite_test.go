@@ -8,17 +8,20 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix"
+	mevent "maunium.net/go/mautrix/event"
 	mid "maunium.net/go/mautrix/id"
 
 	"github.com/parley-chat/parley/homeserver/config"
@@ -370,6 +373,54 @@ func TestDendriteInterop(t *testing.T) {
 		}
 	})
 
+	t.Run("space hierarchies both ways", func(t *testing.T) {
+		create := func(cli *mautrix.Client, name string, space bool) mid.RoomID {
+			t.Helper()
+			req := &mautrix.ReqCreateRoom{Preset: "public_chat", Name: name, RoomVersion: "10"}
+			if space {
+				req.CreationContent = map[string]any{"type": "m.space"}
+			}
+			resp, err := cli.CreateRoom(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.RoomID
+		}
+		child := func(cli *mautrix.Client, space, room mid.RoomID, via string) {
+			t.Helper()
+			if _, err := cli.SendStateEvent(ctx, space, mevent.StateSpaceChild, room.String(), map[string]any{"via": []string{via}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Dendrite's space holds a room of each server; Parley, in the
+		// space, asks Dendrite about Dendrite's room.
+		dspace, droom, proom := create(dave, "DS", true), create(dave, "DR", false), create(alice, "PR", false)
+		child(dave, dspace, droom, "dendrite.test")
+		child(dave, dspace, proom, parleyName)
+		if _, err := alice.JoinRoom(ctx, dspace.String(), &mautrix.ReqJoinRoom{Via: []string{"dendrite.test"}}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "Dendrite's space on Parley", func() error {
+			if got := spaceNames(t, alice, dspace); got != "DR DS PR" {
+				return fmt.Errorf("alice sees %q", got)
+			}
+			return nil
+		})
+		// Parley's space the same way round: Dendrite asks Parley.
+		pspace, proom2, droom2 := create(alice, "PS", true), create(alice, "PR2", false), create(dave, "DR2", false)
+		child(alice, pspace, proom2, parleyName)
+		child(alice, pspace, droom2, "dendrite.test")
+		if _, err := dave.JoinRoom(ctx, pspace.String(), &mautrix.ReqJoinRoom{Via: []string{parleyName}}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "Parley's space on Dendrite", func() error {
+			if got := spaceNames(t, dave, pspace); got != "DR2 PR2 PS" {
+				return fmt.Errorf("dave sees %q", got)
+			}
+			return nil
+		})
+	})
+
 	t.Run("invites both ways", func(t *testing.T) {
 		room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", RoomVersion: "10"})
 		if err != nil {
@@ -397,6 +448,21 @@ func TestDendriteInterop(t *testing.T) {
 		}
 		waitMembership(t, dave, droom.RoomID, alice.UserID, "join")
 	})
+}
+
+// spaceNames lists the names of the rooms cli's server shows in a space.
+func spaceNames(t *testing.T, cli *mautrix.Client, space mid.RoomID) string {
+	t.Helper()
+	resp, err := cli.Hierarchy(context.Background(), space, &mautrix.ReqHierarchy{})
+	if err != nil {
+		t.Fatalf("%s: /hierarchy: %v", cli.UserID, err)
+	}
+	var names []string
+	for _, r := range resp.Rooms {
+		names = append(names, r.Name)
+	}
+	sort.Strings(names)
+	return strings.Join(names, " ")
 }
 
 func reverse[T any](s []T) []T {
