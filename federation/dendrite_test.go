@@ -421,6 +421,46 @@ func TestDendriteInterop(t *testing.T) {
 		})
 	})
 
+	t.Run("restricted joins both ways", func(t *testing.T) {
+		withRule := func(cli *mautrix.Client, rule map[string]any) mid.RoomID {
+			t.Helper()
+			resp, err := cli.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", RoomVersion: "10",
+				InitialState: []*mevent.Event{{Type: mevent.StateJoinRules, Content: mevent.Content{Raw: rule}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.RoomID
+		}
+		// Dendrite v0.13.8 has no knocking (its client API answers /knock
+		// with M_UNRECOGNIZED), so knocks are tested between Parley servers
+		// only (knock_test.go).
+		for _, c := range []struct {
+			name         string
+			owner, guest *mautrix.Client
+			ownerServer  string
+		}{
+			{"a Dendrite user joins a restricted Parley room", alice, dave, parleyName},
+			{"a Parley user joins a restricted Dendrite room", dave, alice, "dendrite.test"},
+		} {
+			lobby, err := c.owner.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomVersion: "10"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			room := withRule(c.owner, map[string]any{"join_rule": "restricted",
+				"allow": []any{map[string]any{"type": "m.room_membership", "room_id": lobby.RoomID.String()}}})
+			if _, err := c.guest.JoinRoom(ctx, room.String(), &mautrix.ReqJoinRoom{Via: []string{c.ownerServer}}); err == nil {
+				t.Fatalf("%s: joined without being in the allowed room", c.name)
+			}
+			if _, err := c.guest.JoinRoom(ctx, lobby.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{c.ownerServer}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.guest.JoinRoom(ctx, room.String(), &mautrix.ReqJoinRoom{Via: []string{c.ownerServer}}); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			waitMembership(t, c.owner, room, c.guest.UserID, "join")
+		}
+	})
+
 	t.Run("invites both ways", func(t *testing.T) {
 		room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", RoomVersion: "10"})
 		if err != nil {
