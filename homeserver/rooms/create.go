@@ -228,6 +228,7 @@ func (e *Engine) CreateRoom(ctx context.Context, req CreateRequest) (roomID stri
 	for k, ev := range h.view.overlay {
 		r.state[k] = ev
 	}
+	r.stateGen++ // nothing derived from the state while it was built counts
 	r.depth, r.extremities = h.depth, h.extremities
 
 	e.mu.Lock()

@@ -3,6 +3,7 @@ package rooms
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 
 	"github.com/parley-chat/parley/matrix/event"
@@ -68,24 +69,10 @@ func serverOf(userID string) string {
 }
 
 // remoteServersLocked lists the servers, other than ours, with users
-// joined to the room: where its events must go. The caller holds r.mu.
+// joined to the room: where its events must go. The caller holds r.mu and
+// may change the list it gets.
 func (r *room) remoteServersLocked() []string {
-	seen := map[string]bool{}
-	var out []string
-	for k, ev := range r.state {
-		if k.Type != "m.room.member" {
-			continue
-		}
-		if m, _ := ev.Membership(); m != "join" {
-			continue
-		}
-		s := serverOf(k.StateKey)
-		if s != "" && s != r.e.cfg.ServerName && !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
+	return slices.Clone(r.interestLocked().remote)
 }
 
 // sendOut hands local events to the federation sender for every other

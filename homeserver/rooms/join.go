@@ -325,6 +325,7 @@ func (e *Engine) storeJoinedRoom(ctx context.Context, version event.RoomVersion,
 		r.state[k] = ev
 	}
 	r.state[storage.StateKey{Type: "m.room.member", StateKey: *join.StateKey()}] = join
+	r.stateGen++
 	r.snapshot, r.depth, r.extremities = after, join.Depth(), []*event.Event{join}
 	e.mu.Lock()
 	loaded, exists := e.rooms[roomID]

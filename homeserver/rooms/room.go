@@ -581,15 +581,18 @@ func (r *room) notify(all []built, pos int64) {
 	r.e.cfg.Notifier.OnNewEvents(pos, users)
 }
 
-// interestCache is the local users joined, invited or knocking in the
-// room's state, for notify: walking the whole state for every batch would
-// cost the size of the room each time.
+// interestCache is what the room's current state says about who hears of
+// its events: the local users joined, invited or knocking (notify) and
+// the other servers with users joined (where its events are sent). Walking
+// the whole state for every batch would cost the size of the room each
+// time.
 type interestCache struct {
-	mu    sync.Mutex
-	ok    bool
-	gen   uint64
-	users []string // never changed once cached: a new list replaces it
-	set   map[string]bool
+	mu     sync.Mutex
+	ok     bool
+	gen    uint64
+	users  []string // never changed once cached: a new list replaces it
+	set    map[string]bool
+	remote []string
 }
 
 // localInterested returns the local users joined, invited or knocking in
@@ -597,25 +600,37 @@ type interestCache struct {
 func (r *room) localInterested() ([]string, map[string]bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	c := r.interestLocked()
+	return c.users, c.set
+}
+
+// interestLocked brings the cache up to date with the committed state and
+// returns it (read-only). The caller holds r.mu.
+func (r *room) interestLocked() *interestCache {
 	c := &r.interest
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ok && c.gen == r.stateGen {
-		return c.users, c.set
+		return c
 	}
-	suffix := ":" + r.e.cfg.ServerName
-	users, set := []string{}, map[string]bool{}
+	local := r.e.cfg.ServerName
+	users, set, remote, seen := []string{}, map[string]bool{}, []string{}, map[string]bool{}
 	for k, ev := range r.state {
-		if k.Type != "m.room.member" || !strings.HasSuffix(k.StateKey, suffix) {
+		if k.Type != "m.room.member" {
 			continue
 		}
-		if m, _ := ev.Membership(); m == "join" || m == "invite" || m == "knock" {
+		m, _ := ev.Membership()
+		switch server := serverOf(k.StateKey); {
+		case server == local && (m == "join" || m == "invite" || m == "knock"):
 			users = append(users, k.StateKey)
 			set[k.StateKey] = true
+		case server != local && server != "" && m == "join" && !seen[server]:
+			seen[server] = true
+			remote = append(remote, server)
 		}
 	}
-	c.ok, c.gen, c.users, c.set = true, r.stateGen, users, set
-	return users, set
+	c.ok, c.gen, c.users, c.set, c.remote = true, r.stateGen, users, set, remote
+	return c
 }
 
 // errorf formats an internal error.
