@@ -68,6 +68,17 @@ func (db *DB) RoomMembers(ctx context.Context, roomID, membership string) ([]Mem
 		WHERE room_id = $1 AND membership = $2 ORDER BY user_id`, roomID, membership)
 }
 
+// RoomMembersOf lists the members of a room with the given membership
+// whose user IDs are of server: a room's local members, say, without
+// reading the thousands of others of a large room.
+func (db *DB) RoomMembersOf(ctx context.Context, roomID, membership, server string) ([]Membership, error) {
+	// Server names hold no LIKE wildcards (letters, digits, '-', '.', ':'
+	// and the brackets of IPv6 literals); the ':' before it anchors the
+	// match to the whole server part.
+	return db.queryMemberships(ctx, `SELECT room_id, user_id, membership, event_id, stream_pos, forgotten FROM room_memberships
+		WHERE room_id = $1 AND membership = $2 AND user_id LIKE $3 ORDER BY user_id`, roomID, membership, "%:"+server)
+}
+
 // ForgetRoom hides a room the user has left from their room lists.
 func (db *DB) ForgetRoom(ctx context.Context, roomID, userID string) error {
 	_, err := db.ExecContext(ctx, `UPDATE room_memberships SET forgotten = TRUE WHERE room_id = $1 AND user_id = $2`, roomID, userID)

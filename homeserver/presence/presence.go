@@ -618,8 +618,8 @@ func (s *Service) localJoined(ctx context.Context, roomID, userID string) {
 // room's local members who are not offline. Those are all tracked in
 // memory (see Service.local; Run loads the ones a restart left online):
 // with no one tracked there is nothing to send and the members are not
-// listed, and the members' presence is read from memory, not with a query
-// each.
+// listed; only the local members are read (RoomMembersOf), and their
+// presence from memory, not with a query each.
 func (s *Service) remoteJoined(ctx context.Context, roomID, userID string) {
 	s.mu.Lock()
 	none := len(s.local) == 0
@@ -627,7 +627,7 @@ func (s *Service) remoteJoined(ctx context.Context, roomID, userID string) {
 	if none {
 		return
 	}
-	members, err := s.cfg.DB.RoomMembers(ctx, roomID, "join")
+	members, err := s.cfg.DB.RoomMembersOf(ctx, roomID, "join", s.cfg.ServerName)
 	if err != nil {
 		s.cfg.Log.WithError(err).WithField("room_id", roomID).Warn("presence: listing members")
 		return
@@ -635,7 +635,7 @@ func (s *Service) remoteJoined(ctx context.Context, roomID, userID string) {
 	var ps []storage.Presence
 	for _, m := range members {
 		if !s.isLocal(m.UserID) {
-			continue
+			continue // LIKE matched more than the server part would
 		}
 		if p, ok := s.tracked(m.UserID); ok && p.Presence != Offline {
 			ps = append(ps, p)
