@@ -193,7 +193,10 @@ type pendingRemote struct {
 	ev     *event.Event
 	before storage.StateMap // the state before the event
 	state  storage.StateMap // the room's state after it
-	index  int              // in the request
+	// changes is what the event changed in the room's state (as
+	// stateChanges gives it): for the snapshot and the memberships.
+	changes storage.StateMap
+	index   int // in the request
 }
 
 // newRemoteBatch starts a batch on the committed head.
@@ -635,7 +638,8 @@ func (r *room) accept(ev *event.Event, stateBefore storage.StateMap, b *remoteBa
 	}
 	// Only what changed is loaded: most of the state is the head's.
 	loaded := b.state
-	if changed := stateChanges(b.ids, newState); len(changed) > 0 {
+	changed := stateChanges(b.ids, newState)
+	if len(changed) > 0 {
 		loaded = copyState(b.state)
 		b.copied += len(loaded)
 		for k, id := range changed {
@@ -648,7 +652,7 @@ func (r *room) accept(ev *event.Event, stateBefore storage.StateMap, b *remoteBa
 			}
 		}
 	}
-	b.pending = append(b.pending, pendingRemote{ev: ev, before: stateBefore, state: newState, index: index})
+	b.pending = append(b.pending, pendingRemote{ev: ev, before: stateBefore, state: newState, changes: changed, index: index})
 	b.after[ev.EventID()] = after
 	b.state, b.ids, b.ext = loaded, newState, newExt
 	b.depth = max(b.depth, ev.Depth())
@@ -695,12 +699,12 @@ func (r *room) flushRemote(ctx context.Context, b *remoteBatch) error {
 			rows = append(rows, &storage.EventRow{EventID: ev.EventID(), RoomID: r.id, Type: ev.Type(), StateKey: ev.StateKey(),
 				Sender: ev.Sender(), Depth: ev.Depth(), OriginServerTS: ev.OriginServerTS(), StreamPos: pos,
 				StateBefore: beforeSnap, JSON: string(ev.JSON())})
-			headSnap, err := snapshotFor(ctx, e.db, tx, r.id, snap, cur, p.state)
+			headSnap, err := insertChanges(ctx, e.db, tx, r.id, snap, p.changes)
 			if err != nil {
 				return err
 			}
 			// Memberships follow the current state.
-			for k, id := range stateChanges(cur, p.state) {
+			for k, id := range p.changes {
 				if k.Type != "m.room.member" || id == "" {
 					continue
 				}
@@ -793,7 +797,12 @@ func stateChanges(base, state storage.StateMap) storage.StateMap {
 // snapshotFor returns a snapshot ID for state: base's ID when equal to the
 // base state, otherwise a new delta snapshot on top of base.
 func snapshotFor(ctx context.Context, db *storage.DB, tx *storage.Tx, roomID string, baseID int64, base, state storage.StateMap) (int64, error) {
-	changes := stateChanges(base, state)
+	return insertChanges(ctx, db, tx, roomID, baseID, stateChanges(base, state))
+}
+
+// insertChanges returns a snapshot ID for base plus changes: base's own
+// when nothing changed, otherwise a new delta snapshot.
+func insertChanges(ctx context.Context, db *storage.DB, tx *storage.Tx, roomID string, baseID int64, changes storage.StateMap) (int64, error) {
 	if len(changes) == 0 {
 		return baseID, nil
 	}
